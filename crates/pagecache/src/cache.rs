@@ -1,0 +1,322 @@
+//! The cache itself: shared state, the registry of mappings, and the public
+//! [`PageCache`] handle that owns the background threads.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::backend::{Backend, FileBackend};
+use crate::config::{Config, Policy, Watermarks};
+use crate::error::{Error, Result};
+use crate::file::File;
+use crate::frame::{Arena, PIN_MASK};
+use crate::lru::Lru;
+use crate::mapping::Mapping;
+use crate::stats::{Counters, Stats};
+use crate::throttle::dirty::Bandwidth;
+use crate::wait::WaitQueue;
+use crate::writeback::{io::IoPool, Writeback};
+use crate::{reclaim, writeback};
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    pub(crate) by_id: HashMap<u64, Arc<Mapping>>,
+    by_path: HashMap<PathBuf, u64>,
+}
+
+/// State shared by handles and background threads.
+pub(crate) struct Inner {
+    pub(crate) cfg: Config,
+    pub(crate) wm: Watermarks,
+    pub(crate) arena: Arena,
+    pub(crate) lru: Lru,
+    pub(crate) registry: RwLock<Registry>,
+    next_id: AtomicU64,
+    /// Frames with DIRTY set, and frames with WRITEBACK set.
+    pub(crate) nr_dirty: AtomicUsize,
+    pub(crate) nr_writeback: AtomicUsize,
+    pub(crate) counters: Counters,
+    /// Signalled whenever a frame may have become reclaimable or free:
+    /// writeback completion, a frame freed, a last unpin of a flagged page.
+    pub(crate) progress: WaitQueue,
+    pub(crate) kswapd: WaitQueue,
+    pub(crate) writeback: Writeback,
+    pub(crate) io: IoPool,
+    pub(crate) bandwidth: Bandwidth,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) epoch: Instant,
+}
+
+impl Inner {
+    pub(crate) fn page_size(&self) -> usize {
+        self.arena.page_size
+    }
+
+    pub(crate) fn policy(&self) -> Policy {
+        self.cfg.policy
+    }
+
+    pub(crate) fn mapping(&self, id: u64) -> Option<Arc<Mapping>> {
+        self.registry.read().by_id.get(&id).cloned()
+    }
+
+    pub(crate) fn mappings(&self) -> Vec<Arc<Mapping>> {
+        self.registry.read().by_id.values().cloned().collect()
+    }
+
+    /// Drops a mapping nobody holds and nothing is cached for.
+    pub(crate) fn maybe_forget(&self, m: &Mapping) {
+        if m.handles.load(Ordering::Acquire) != 0 || m.nr_pages() != 0 {
+            return;
+        }
+        let mut reg = self.registry.write();
+        if m.handles.load(Ordering::Acquire) != 0 || m.nr_pages() != 0 {
+            return;
+        }
+        reg.by_id.remove(&m.id);
+        if let Some(p) = &m.path {
+            if reg.by_path.get(p) == Some(&m.id) {
+                reg.by_path.remove(p);
+            }
+        }
+    }
+
+    fn register(&self, backend: Box<dyn Backend>, path: Option<PathBuf>) -> Result<Arc<Mapping>> {
+        let size = backend
+            .len()
+            .map_err(|e| Error::io("reading the backend's length", path.clone(), e))?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::new(Mapping::new(id, backend, path, size)))
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let frames = self.arena.len();
+        let free = self.arena.nr_free();
+        let dirty = self.nr_dirty.load(Ordering::Relaxed);
+        let writeback = self.nr_writeback.load(Ordering::Relaxed);
+        let (inactive, active) = self.lru.lens();
+        Stats {
+            frames,
+            page_size: self.page_size(),
+            free,
+            clean: frames.saturating_sub(free + dirty + writeback),
+            dirty,
+            writeback,
+            pinned: self.arena.nr_pinned.load(Ordering::Relaxed),
+            inactive,
+            active,
+            write_bandwidth: self.bandwidth.bytes_per_sec(),
+            events: self.counters.snapshot(),
+        }
+    }
+}
+
+/// Stops the background threads when the last user handle goes away.
+pub(crate) struct Owner {
+    pub(crate) inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Owner {
+    fn stop(&self) -> Result<()> {
+        let result = writeback::sync_all(&self.inner);
+        self.inner.shutdown.store(true, Ordering::Release);
+        self.inner.writeback.wake_all();
+        self.inner.kswapd.notify();
+        self.inner.progress.notify();
+        self.inner.io.close();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        result
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // Best effort: the data stays dirty in memory only until here, so
+        // write it. Errors are for `PageCache::shutdown` callers to see.
+        let _ = self.stop();
+    }
+}
+
+/// A page cache with a fixed memory budget.
+///
+/// Cheap to clone; the background threads stop (after writing every dirty
+/// page) when the last clone and the last [`File`] are dropped.
+///
+/// ```
+/// use pagecache::{Config, PageCache};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let cache = PageCache::new(Config::new(1 << 20))?;
+/// let file = cache.open(dir.path().join("data"))?;
+/// file.write_at(b"hello, page cache", 4090)?;
+/// let mut buf = [0u8; 17];
+/// assert_eq!(file.read_at(&mut buf, 4090)?, 17);
+/// assert_eq!(&buf, b"hello, page cache");
+/// file.sync()?;
+/// assert_eq!(std::fs::read(dir.path().join("data"))?.len(), 4107);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PageCache {
+    pub(crate) owner: Arc<Owner>,
+}
+
+impl PageCache {
+    /// Validates `cfg`, allocates the arena and starts the flushers, the I/O
+    /// threads and (if enabled) the background reclaimer.
+    pub fn new(cfg: Config) -> Result<Self> {
+        let wm = cfg.validate()?;
+        let frames = cfg.frames();
+        let inner = Arc::new(Inner {
+            arena: Arena::new(frames, cfg.page_size),
+            lru: Lru::default(),
+            registry: RwLock::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            nr_dirty: AtomicUsize::new(0),
+            nr_writeback: AtomicUsize::new(0),
+            counters: Counters::default(),
+            progress: WaitQueue::default(),
+            kswapd: WaitQueue::default(),
+            writeback: Writeback::default(),
+            io: IoPool::new(),
+            bandwidth: Bandwidth::default(),
+            shutdown: AtomicBool::new(false),
+            epoch: Instant::now(),
+            wm,
+            cfg,
+        });
+        let mut threads = Vec::new();
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(f)
+                .map_err(|e| Error::io("spawning a cache thread", None, e))
+        };
+        for i in 0..inner.cfg.io_depth {
+            let rx = inner.io.receiver();
+            let inner2 = inner.clone();
+            threads.push(spawn(
+                format!("pc-io-{i}"),
+                Box::new(move || writeback::io::worker(&inner2, rx)),
+            )?);
+        }
+        for i in 0..inner.cfg.flushers {
+            let inner2 = inner.clone();
+            threads.push(spawn(
+                format!("pc-flush-{i}"),
+                Box::new(move || writeback::flusher::run(&inner2)),
+            )?);
+        }
+        if inner.cfg.background_reclaim {
+            let inner2 = inner.clone();
+            threads.push(spawn(
+                "pc-kswapd".into(),
+                Box::new(move || reclaim::background::run(&inner2)),
+            )?);
+        }
+        Ok(PageCache {
+            owner: Arc::new(Owner {
+                inner,
+                threads: Mutex::new(threads),
+            }),
+        })
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.owner.inner
+    }
+
+    /// Opens `path` through the cache, creating it if it does not exist.
+    /// Opening the same path twice shares the cached pages.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<File> {
+        self.open_with(path.as_ref(), true)
+    }
+
+    /// Opens an existing file; an error if it does not exist.
+    pub fn open_existing(&self, path: impl AsRef<Path>) -> Result<File> {
+        self.open_with(path.as_ref(), false)
+    }
+
+    fn open_with(&self, path: &Path, create: bool) -> Result<File> {
+        let backend = FileBackend::open(path, create)
+            .map_err(|e| Error::io("opening", Some(path.to_path_buf()), e))?;
+        let canon = std::fs::canonicalize(path)
+            .map_err(|e| Error::io("resolving", Some(path.to_path_buf()), e))?;
+        let inner = self.inner();
+        let mapping = {
+            let mut reg = inner.registry.write();
+            let existing = reg
+                .by_path
+                .get(&canon)
+                .and_then(|id| reg.by_id.get(id))
+                .cloned();
+            match existing {
+                Some(m) => {
+                    m.handles.fetch_add(1, Ordering::AcqRel);
+                    m
+                }
+                None => {
+                    let m = inner.register(Box::new(backend), Some(canon.clone()))?;
+                    m.handles.fetch_add(1, Ordering::AcqRel);
+                    reg.by_path.insert(canon, m.id);
+                    reg.by_id.insert(m.id, m.clone());
+                    m
+                }
+            }
+        };
+        Ok(File::new(self.owner.clone(), mapping))
+    }
+
+    /// Caches a user-supplied backend. Each call makes a separate mapping.
+    pub fn open_backend(&self, backend: impl Backend) -> Result<File> {
+        let inner = self.inner();
+        let m = inner.register(Box::new(backend), None)?;
+        m.handles.fetch_add(1, Ordering::AcqRel);
+        inner.registry.write().by_id.insert(m.id, m.clone());
+        Ok(File::new(self.owner.clone(), m))
+    }
+
+    /// A snapshot of frame states and event counters.
+    pub fn stats(&self) -> Stats {
+        self.inner().stats()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner().cfg
+    }
+
+    /// The watermarks in force.
+    pub fn watermarks(&self) -> Watermarks {
+        self.inner().wm
+    }
+
+    /// Writes every dirty page of every file and makes them durable.
+    pub fn sync_all(&self) -> Result<()> {
+        writeback::sync_all(self.inner())
+    }
+
+    /// Writes everything, stops the background threads and reports the first
+    /// error. Other clones and open files stay usable for reads of resident
+    /// pages but nothing is written back after this.
+    pub fn shutdown(self) -> Result<()> {
+        self.owner.stop()
+    }
+
+    /// Pins currently held on frames, summed (a debugging aid for OOM errors).
+    pub fn total_pins(&self) -> u64 {
+        let a = &self.inner().arena;
+        a.frames
+            .iter()
+            .map(|f| f.state.load(Ordering::Relaxed) & PIN_MASK)
+            .sum()
+    }
+}

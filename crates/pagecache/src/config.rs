@@ -1,0 +1,245 @@
+//! The knobs (DESIGN §6) and their validation.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// What direct reclaim does with a dirty victim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// Flag it for reclaim, kick the flushers, take a clean frame or wait for
+    /// writeback progress (the design the kernel converged on).
+    #[default]
+    Offload,
+    /// Write that one page synchronously from the allocating thread, then free
+    /// it (the 2010 behaviour, kept for comparison).
+    Legacy,
+    /// Like `Offload`, but fail at once when nothing clean can be found.
+    NoThrottle,
+}
+
+impl Policy {
+    /// All policies the library implements.
+    pub const ALL: [Policy; 3] = [Policy::Offload, Policy::Legacy, Policy::NoThrottle];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Offload => "offload",
+            Policy::Legacy => "legacy",
+            Policy::NoThrottle => "no-throttle",
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Policy::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown policy {s:?}; expected one of offload, legacy, no-throttle"
+                ))
+            })
+    }
+}
+
+/// Free-frame watermarks, in frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Below this, an allocating thread reclaims directly before taking a frame.
+    pub min: usize,
+    /// Below this, the background reclaimer is woken.
+    pub low: usize,
+    /// The background reclaimer works until this many frames are free.
+    pub high: usize,
+}
+
+impl Watermarks {
+    /// The defaults for an arena of `frames` frames.
+    pub fn for_frames(frames: usize) -> Self {
+        let min = (frames / 128).max(1);
+        let low = (frames / 64).max(min + 1);
+        let high = (frames / 32).max(low + 1);
+        Watermarks { min, low, high }
+    }
+}
+
+/// The cache's configuration. Build one with [`Config::new`] and the setters,
+/// then hand it to [`PageCache::new`](crate::PageCache::new), which validates it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Memory budget for page frames, in bytes.
+    pub memory: usize,
+    /// Page size in bytes: a power of two, at least 512.
+    pub page_size: usize,
+    /// Watermarks; `None` derives them from the budget.
+    pub watermarks: Option<Watermarks>,
+    /// Percentage of frames dirty at which background writeback starts.
+    pub dirty_background_ratio: u8,
+    /// Percentage of frames dirty at which dirtying threads are stopped.
+    pub dirty_ratio: u8,
+    /// A file dirty for longer than this is written back.
+    pub dirty_expire: Duration,
+    /// How often flushers wake to look for expired dirty files.
+    pub dirty_writeback_interval: Duration,
+    /// Number of flusher threads.
+    pub flushers: usize,
+    /// Largest coalesced write, in bytes (rounded down to whole pages).
+    pub max_io: usize,
+    /// Writes in flight at once.
+    pub io_depth: usize,
+    /// What direct reclaim does with dirty pages.
+    pub policy: Policy,
+    /// Whether to run the background reclaimer thread.
+    pub background_reclaim: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            memory: 64 << 20,
+            page_size: 4096,
+            watermarks: None,
+            dirty_background_ratio: 10,
+            dirty_ratio: 20,
+            dirty_expire: Duration::from_secs(30),
+            dirty_writeback_interval: Duration::from_secs(5),
+            flushers: 1,
+            max_io: 1 << 20,
+            io_depth: 4,
+            policy: Policy::Offload,
+            background_reclaim: true,
+        }
+    }
+}
+
+/// Smallest arena accepted: fewer frames leave no room between watermarks.
+pub const MIN_FRAMES: usize = 8;
+
+macro_rules! setter {
+    ($(#[$m:meta])* $name:ident: $ty:ty) => {
+        $(#[$m])*
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$name = v;
+            self
+        }
+    };
+}
+
+impl Config {
+    /// A default configuration with a budget of `memory` bytes.
+    pub fn new(memory: usize) -> Self {
+        Config {
+            memory,
+            ..Config::default()
+        }
+    }
+
+    setter!(/// Sets the page size.
+        page_size: usize);
+    setter!(/// Sets the background writeback threshold (percent).
+        dirty_background_ratio: u8);
+    setter!(/// Sets the dirty limit (percent).
+        dirty_ratio: u8);
+    setter!(/// Sets the dirty expiry age.
+        dirty_expire: Duration);
+    setter!(/// Sets the flusher wake-up interval.
+        dirty_writeback_interval: Duration);
+    setter!(/// Sets the number of flusher threads.
+        flushers: usize);
+    setter!(/// Sets the largest coalesced write in bytes.
+        max_io: usize);
+    setter!(/// Sets the number of writes in flight.
+        io_depth: usize);
+    setter!(/// Sets the reclaim policy.
+        policy: Policy);
+    setter!(/// Turns the background reclaimer on or off.
+        background_reclaim: bool);
+
+    /// Sets explicit watermarks (in frames).
+    pub fn watermarks(mut self, w: Watermarks) -> Self {
+        self.watermarks = Some(w);
+        self
+    }
+
+    /// Number of frames this budget holds.
+    pub fn frames(&self) -> usize {
+        self.memory.checked_div(self.page_size).unwrap_or(0)
+    }
+
+    /// Checks every knob; returns the watermarks in force.
+    pub(crate) fn validate(&self) -> Result<Watermarks> {
+        let bad = |m: String| Err(Error::Config(m));
+        if !self.page_size.is_power_of_two() || self.page_size < 512 {
+            return bad(format!(
+                "page_size {} must be a power of two of at least 512",
+                self.page_size
+            ));
+        }
+        if self.page_size > 1 << 20 {
+            return bad(format!(
+                "page_size {} is above the 1 MiB maximum",
+                self.page_size
+            ));
+        }
+        let frames = self.frames();
+        if frames < MIN_FRAMES {
+            return bad(format!(
+                "memory {} bytes holds {frames} pages of {} bytes; at least {MIN_FRAMES} are needed",
+                self.memory, self.page_size
+            ));
+        }
+        if frames > u32::MAX as usize / 2 {
+            return bad(format!(
+                "memory {} bytes is too many frames ({frames})",
+                self.memory
+            ));
+        }
+        if self.dirty_ratio == 0 || self.dirty_ratio > 100 {
+            return bad(format!(
+                "dirty_ratio {} must be in 1..=100",
+                self.dirty_ratio
+            ));
+        }
+        if self.dirty_background_ratio == 0 || self.dirty_background_ratio >= self.dirty_ratio {
+            return bad(format!(
+                "dirty_background_ratio {} must be at least 1 and below dirty_ratio {}",
+                self.dirty_background_ratio, self.dirty_ratio
+            ));
+        }
+        if self.flushers == 0 || self.flushers > 64 {
+            return bad(format!("flushers {} must be in 1..=64", self.flushers));
+        }
+        if self.io_depth == 0 || self.io_depth > 256 {
+            return bad(format!("io_depth {} must be in 1..=256", self.io_depth));
+        }
+        if self.max_io < self.page_size {
+            return bad(format!(
+                "max_io {} must be at least one page ({})",
+                self.max_io, self.page_size
+            ));
+        }
+        if self.dirty_writeback_interval.is_zero() {
+            return bad("dirty_writeback_interval must be above zero".into());
+        }
+        let w = self
+            .watermarks
+            .unwrap_or_else(|| Watermarks::for_frames(frames));
+        if !(w.min >= 1 && w.min < w.low && w.low < w.high && w.high < frames) {
+            return bad(format!(
+                "watermarks min {} < low {} < high {} < frames {frames} do not hold",
+                w.min, w.low, w.high
+            ));
+        }
+        Ok(w)
+    }
+}

@@ -1,0 +1,227 @@
+//! The handle users hold: a file opened through the cache.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::cache::Owner;
+use crate::error::{Error, Result};
+use crate::errseq::ErrSeqSince;
+use crate::filemap::{self, Fill};
+use crate::guard::{held, PageReadGuard, PageWriteGuard};
+use crate::mapping::Mapping;
+use crate::{throttle, truncate, writeback};
+
+/// One open of a file. Clones share the open (and its writeback-error
+/// cursor), like a duplicated file descriptor; a new [`PageCache::open`]
+/// of the same path is a new open.
+///
+/// [`PageCache::open`]: crate::PageCache::open
+#[derive(Clone)]
+pub struct File {
+    open: Arc<Open>,
+}
+
+struct Open {
+    owner: Arc<Owner>,
+    mapping: Arc<Mapping>,
+    since: Mutex<ErrSeqSince>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if self.mapping.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.owner.inner.maybe_forget(&self.mapping);
+        }
+    }
+}
+
+impl File {
+    pub(crate) fn new(owner: Arc<Owner>, mapping: Arc<Mapping>) -> Self {
+        let since = Mutex::new(mapping.errseq.sample());
+        File {
+            open: Arc::new(Open {
+                owner,
+                mapping,
+                since,
+            }),
+        }
+    }
+
+    fn inner(&self) -> &crate::cache::Inner {
+        &self.open.owner.inner
+    }
+
+    fn m(&self) -> &Arc<Mapping> {
+        &self.open.mapping
+    }
+
+    /// The path this file was opened by (canonical), if it has one.
+    pub fn path(&self) -> Option<&Path> {
+        self.m().path.as_deref()
+    }
+
+    /// Reads into `buf` from `offset`; like `FileExt::read_at`, returns fewer
+    /// bytes only at end of file, and 0 at or past it.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        filemap::read_at(self.inner(), self.m(), buf, offset)
+    }
+
+    /// Reads exactly `buf.len()` bytes, or fails with `InvalidArgument` if the
+    /// file ends first.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        let n = self.read_at(buf, offset)?;
+        if n < buf.len() {
+            return Err(Error::InvalidArgument(format!(
+                "read of {} bytes at {offset} passes end of file ({})",
+                buf.len(),
+                self.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf` at `offset`, extending the file if needed; returns
+    /// `buf.len()`. The data is in the cache, not yet durable: see [`File::sync`].
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize> {
+        filemap::write_at(self.inner(), self.m(), buf, offset)
+    }
+
+    /// The file's length, including cached writes not yet written back.
+    pub fn len(&self) -> u64 {
+        self.m().size()
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Truncates or extends the file. Cached pages past a new, shorter end are
+    /// dropped (dirty or not); an extension reads as zeros.
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        truncate::set_len(self.inner(), self.m(), len)
+    }
+
+    /// Writes every dirty page of this file, waits for writeback already in
+    /// flight, and makes the backend durable. Returns a writeback error that
+    /// happened since this open last synced — once.
+    pub fn sync(&self) -> Result<()> {
+        self.sync_pages(0..u64::MAX)
+    }
+
+    /// Like [`File::sync`] for the pages overlapping `offset..offset + len`.
+    pub fn sync_range(&self, offset: u64, len: u64) -> Result<()> {
+        if len == 0 {
+            return self.check_errors();
+        }
+        let end = offset.checked_add(len).ok_or_else(|| {
+            Error::InvalidArgument(format!("range of {len} bytes at {offset} overflows"))
+        })?;
+        let ps = self.inner().page_size() as u64;
+        self.sync_pages(offset / ps..end.div_ceil(ps))
+    }
+
+    fn sync_pages(&self, pages: std::ops::Range<u64>) -> Result<()> {
+        if held::write_on(self.m().id) {
+            return Err(Error::WouldDeadlock("sync"));
+        }
+        writeback::sync_mapping(self.inner(), self.m(), pages);
+        self.check_errors()
+    }
+
+    /// Reports (once) a writeback error recorded since this open last looked.
+    fn check_errors(&self) -> Result<()> {
+        let mut since = self.open.since.lock();
+        match self.m().errseq.check_and_advance(&mut since) {
+            None => Ok(()),
+            Some(errno) => Err(Error::Writeback {
+                path: self.m().path.clone(),
+                source: std::io::Error::from_raw_os_error(errno),
+            }),
+        }
+    }
+
+    fn check_index(&self, index: u64) -> Result<u64> {
+        let ps = self.inner().page_size() as u64;
+        index
+            .checked_mul(ps)
+            .filter(|&o| o < filemap::MAX_FILE_SIZE)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("page index {index} is past the largest file size"))
+            })
+    }
+
+    /// Pins page `index` for reading without copying. The page must start
+    /// before the end of file; bytes past the end read as zero.
+    pub fn page(&self, index: u64) -> Result<PageReadGuard<'_>> {
+        let offset = self.check_index(index)?;
+        if offset >= self.len() {
+            return Err(Error::InvalidArgument(format!(
+                "page {index} starts past end of file ({} bytes)",
+                self.len()
+            )));
+        }
+        let inner = self.inner();
+        let m = self.m();
+        let recursive = held::check(m.id, index, false)?;
+        let (id, _) = filemap::get_page(inner, m, index, Fill::Read)?;
+        let f = inner.arena.frame(id);
+        let lock = if recursive {
+            f.lock.read_recursive()
+        } else {
+            f.lock.read()
+        };
+        held::push(m.id, index, false);
+        Ok(PageReadGuard {
+            arena: &inner.arena,
+            id,
+            lock: Some(lock),
+            mapping: m.id,
+            index,
+        })
+    }
+
+    /// Pins page `index` for writing without copying, marks it dirty, and
+    /// extends the file to cover the whole page if it ends before.
+    pub fn page_mut(&self, index: u64) -> Result<PageWriteGuard<'_>> {
+        let offset = self.check_index(index)?;
+        let inner = self.inner();
+        let m = self.m();
+        held::check(m.id, index, true)?;
+        throttle::dirty::balance_dirty_pages(inner, m, 1)?;
+        let _resize = m.resize.read();
+        let fill = if offset >= m.size() {
+            Fill::Zero
+        } else {
+            Fill::Read
+        };
+        let (id, locked) = filemap::get_page(inner, m, index, fill)?;
+        let lock = match locked {
+            Some(g) => g,
+            None => filemap::lock_for_write(inner, id),
+        };
+        let ps = inner.page_size() as u64;
+        m.size.fetch_max(offset + ps, Ordering::AcqRel);
+        filemap::mark_dirty(inner, m, id, index);
+        held::push(m.id, index, true);
+        Ok(PageWriteGuard {
+            arena: &inner.arena,
+            id,
+            lock: Some(lock),
+            mapping: m.id,
+            index,
+        })
+    }
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("path", &self.path())
+            .field("len", &self.len())
+            .finish()
+    }
+}

@@ -1,0 +1,231 @@
+//! Reading and writing through the cache (the kernel's mm/filemap.c):
+//! finding or reading in a page, copying to and from it, marking it dirty.
+
+use std::sync::atomic::Ordering;
+
+use parking_lot::RwLockWriteGuard;
+
+use crate::backend::read_full;
+use crate::cache::Inner;
+use crate::error::{Error, Result};
+use crate::frame::{FrameId, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
+use crate::guard::held;
+use crate::lru;
+use crate::mapping::Mapping;
+use crate::reclaim;
+use crate::stats::inc;
+use crate::throttle::{self, reclaim::TICK};
+
+/// Largest file offset accepted (the kernel's MAX_LFS_FILESIZE).
+pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
+
+/// How a missing page is brought in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Read it from the backend.
+    Read,
+    /// Zero it: it lies past the end of file, or is about to be overwritten
+    /// whole. The filler keeps the write lock, so nobody sees the zeros of a
+    /// page about to be overwritten.
+    Zero,
+}
+
+/// Returns the page's frame, pinned and up to date. With `Fill::Zero`, a page
+/// this call brought in comes back write-locked.
+pub(crate) fn get_page<'a>(
+    inner: &'a Inner,
+    m: &Mapping,
+    index: u64,
+    fill: Fill,
+) -> Result<(FrameId, Option<RwLockWriteGuard<'a, ()>>)> {
+    let arena = &inner.arena;
+    loop {
+        if let Some(id) = m.find_pin(arena, index) {
+            let f = arena.frame(id);
+            if f.flags() & UPTODATE == 0 {
+                // Being read in: its filler holds the write lock until done.
+                drop(f.lock.read_recursive());
+            }
+            if f.flags() & UPTODATE != 0 {
+                f.mark_referenced();
+                inc(&inner.counters.hits);
+                crate::stats::thread_hit(true);
+                return Ok((id, None));
+            }
+            // The read-in failed and the filler took the page out; retry, so
+            // this caller gets the error from its own attempt.
+            arena.unpin(id);
+            continue;
+        }
+        inc(&inner.counters.misses);
+        crate::stats::thread_hit(false);
+        let id = reclaim::alloc_frame(inner)?;
+        let f = arena.frame(id);
+        let guard = f.lock.write();
+        if let Err(existing) = m.insert(arena, index, id) {
+            drop(guard);
+            arena.release_unused(id);
+            arena.unpin(existing);
+            continue;
+        }
+        inner.lru.add(lru::entry(arena, id));
+        // SAFETY: a fresh frame, write-locked by us, not under writeback.
+        let page = unsafe { arena.page_mut(id) };
+        let filled = match fill {
+            Fill::Zero => {
+                page.fill(0);
+                Ok(())
+            }
+            Fill::Read => read_page(m, page, index, inner.page_size()),
+        };
+        match filled {
+            Ok(()) => {
+                if fill == Fill::Read {
+                    inc(&inner.counters.pages_read);
+                }
+                f.set(UPTODATE);
+                if fill == Fill::Zero {
+                    return Ok((id, Some(guard)));
+                }
+                drop(guard);
+                return Ok((id, None));
+            }
+            Err(e) => {
+                {
+                    let mut pages = m.pages.write();
+                    if pages.get(&index) == Some(&id) {
+                        pages.remove(&index);
+                    }
+                }
+                f.set(ORPHAN);
+                drop(guard);
+                arena.unpin(id);
+                return Err(Error::io("reading a page", m.path.clone(), e));
+            }
+        }
+    }
+}
+
+/// Reads page `index` from the backend; bytes past the end of file are zero.
+fn read_page(m: &Mapping, page: &mut [u8], index: u64, ps: usize) -> std::io::Result<()> {
+    let offset = index * ps as u64;
+    let n = read_full(m.backend.as_ref(), page, offset)?;
+    let valid = (m.size().saturating_sub(offset) as usize).min(n);
+    page[valid..].fill(0);
+    Ok(())
+}
+
+/// Takes a page's write lock once no writeback is reading it.
+pub(crate) fn lock_for_write<'a>(inner: &'a Inner, id: FrameId) -> RwLockWriteGuard<'a, ()> {
+    let f = inner.arena.frame(id);
+    loop {
+        let g = f.lock.write();
+        if f.flags() & WRITEBACK == 0 {
+            return g;
+        }
+        drop(g);
+        inner
+            .progress
+            .wait_until(TICK, || f.flags() & WRITEBACK == 0);
+    }
+}
+
+/// Marks a write-locked page dirty (the kernel's `folio_mark_dirty`).
+pub(crate) fn mark_dirty(inner: &Inner, m: &Mapping, id: FrameId, index: u64) {
+    let f = inner.arena.frame(id);
+    if f.flags() & DIRTY == 0 && f.set(DIRTY) {
+        inner.nr_dirty.fetch_add(1, Ordering::Relaxed);
+        inc(&inner.counters.pages_dirtied);
+        m.note_dirty(index);
+    }
+}
+
+/// Page index, offset in page and length of the piece of `[pos, end)` that
+/// falls in one page.
+#[inline]
+fn piece(pos: u64, end: u64, ps: u64) -> (u64, usize, usize) {
+    let index = pos / ps;
+    let in_page = (pos % ps) as usize;
+    let n = (ps - in_page as u64).min(end - pos) as usize;
+    (index, in_page, n)
+}
+
+pub(crate) fn read_at(inner: &Inner, m: &Mapping, buf: &mut [u8], offset: u64) -> Result<usize> {
+    let size = m.size();
+    if offset >= size || buf.is_empty() {
+        return Ok(0);
+    }
+    let end = size.min(offset.saturating_add(buf.len() as u64));
+    let ps = inner.page_size() as u64;
+    let arena = &inner.arena;
+    let mut pos = offset;
+    while pos < end {
+        let (index, in_page, n) = piece(pos, end, ps);
+        let recursive = held::check(m.id, index, false)?;
+        let (id, _) = get_page(inner, m, index, Fill::Read)?;
+        let f = arena.frame(id);
+        {
+            let _g = if recursive {
+                f.lock.read_recursive()
+            } else {
+                f.lock.read()
+            };
+            // SAFETY: we hold the frame's read lock, so no writer runs.
+            let page = unsafe { arena.page(id) };
+            let at = (pos - offset) as usize;
+            buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
+        }
+        arena.unpin(id);
+        pos += n as u64;
+    }
+    Ok((end - offset) as usize)
+}
+
+pub(crate) fn write_at(inner: &Inner, m: &Mapping, buf: &[u8], offset: u64) -> Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    let end = offset
+        .checked_add(buf.len() as u64)
+        .filter(|&e| e <= MAX_FILE_SIZE)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "write of {} bytes at offset {offset} ends past the largest file size {MAX_FILE_SIZE}",
+                buf.len()
+            ))
+        })?;
+    let ps = inner.page_size() as u64;
+    let pages = (end - 1) / ps - offset / ps + 1;
+    throttle::dirty::balance_dirty_pages(inner, m, pages)?;
+    let _resize = m.resize.read();
+    let arena = &inner.arena;
+    let mut pos = offset;
+    while pos < end {
+        let (index, in_page, n) = piece(pos, end, ps);
+        held::check(m.id, index, true)?;
+        let whole = n as u64 == ps;
+        let fill = if whole || index * ps >= m.size() {
+            Fill::Zero
+        } else {
+            Fill::Read
+        };
+        let (id, locked) = get_page(inner, m, index, fill)?;
+        let guard = match locked {
+            Some(g) => g,
+            None => lock_for_write(inner, id),
+        };
+        // SAFETY: write lock held and WRITEBACK clear (lock_for_write, or a
+        // fresh frame), so nobody else reads or writes these bytes.
+        let page = unsafe { arena.page_mut(id) };
+        let at = (pos - offset) as usize;
+        page[in_page..in_page + n].copy_from_slice(&buf[at..at + n]);
+        // Extend the size before the page can be written back, so writeback
+        // never clips away bytes written here.
+        m.size.fetch_max(pos + n as u64, Ordering::AcqRel);
+        mark_dirty(inner, m, id, index);
+        drop(guard);
+        arena.unpin(id);
+        pos += n as u64;
+    }
+    Ok(buf.len())
+}

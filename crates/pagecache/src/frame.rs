@@ -1,0 +1,258 @@
+//! Frames: the fixed arena of page-sized slots and their atomic state.
+//!
+//! A frame's state is one `AtomicU64`: the pin count in the low 32 bits and
+//! the flags above it. The transitions (docs/design.md, "frame state machine"):
+//!
+//! ```text
+//!  FREE --alloc--> MAPPED|pinned (read-in under the frame lock) --> UPTODATE
+//!  UPTODATE --write under frame write lock--> DIRTY
+//!  DIRTY --writeback start (frame read lock held)--> WRITEBACK
+//!  WRITEBACK --I/O ok--> clean (freed at once if RECLAIM and unpinned)
+//!  WRITEBACK --I/O error--> DIRTY again (the data is kept, retried later)
+//!  clean, unpinned, not WRITEBACK --reclaim under mapping write lock--> FREE
+//!  any --truncate--> ORPHAN (out of the mapping): FREE on the last unpin
+//! ```
+//!
+//! Pins are taken only under the owning mapping's index lock (read side) and
+//! reclaim frees only under the write side with a CAS that requires zero pins,
+//! so a pinned frame is never freed. Writers modify page bytes only under the
+//! frame's write lock with WRITEBACK clear, and writeback sets WRITEBACK under
+//! the read lock, so the bytes an I/O reads never change under it.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+use parking_lot::RwLock;
+
+/// Index of a frame in the arena.
+pub(crate) type FrameId = u32;
+
+pub(crate) const PIN_MASK: u64 = 0xffff_ffff;
+pub(crate) const UPTODATE: u64 = 1 << 32;
+pub(crate) const DIRTY: u64 = 1 << 33;
+pub(crate) const WRITEBACK: u64 = 1 << 34;
+pub(crate) const RECLAIM: u64 = 1 << 35;
+pub(crate) const REFERENCED: u64 = 1 << 36;
+pub(crate) const ACTIVE: u64 = 1 << 37;
+pub(crate) const ORPHAN: u64 = 1 << 38;
+pub(crate) const FREE: u64 = 1 << 39;
+
+/// One page-sized slot's metadata; the bytes live in the [`Arena`].
+pub(crate) struct Frame {
+    pub(crate) state: AtomicU64,
+    /// Mapping id and page index; written only by the allocator before the
+    /// frame is published in a mapping.
+    pub(crate) mapping: AtomicU64,
+    pub(crate) index: AtomicU64,
+    /// Bumped on every free so stale LRU entries can be recognised.
+    pub(crate) gen: AtomicU32,
+    /// Guards the page bytes: readers share, writers exclude.
+    pub(crate) lock: RwLock<()>,
+}
+
+impl Frame {
+    #[inline]
+    pub(crate) fn flags(&self) -> u64 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Sets `flag`; returns whether it was clear before.
+    #[inline]
+    pub(crate) fn set(&self, flag: u64) -> bool {
+        self.state.fetch_or(flag, Ordering::AcqRel) & flag == 0
+    }
+
+    /// Clears `flag`; returns whether it was set before.
+    #[inline]
+    pub(crate) fn clear(&self, flag: u64) -> bool {
+        self.state.fetch_and(!flag, Ordering::AcqRel) & flag != 0
+    }
+
+    /// Marks the page accessed without a read-modify-write when already set.
+    #[inline]
+    pub(crate) fn mark_referenced(&self) {
+        if self.state.load(Ordering::Relaxed) & REFERENCED == 0 {
+            self.state.fetch_or(REFERENCED, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The arena: frame metadata, page bytes, and the free list.
+pub(crate) struct Arena {
+    pub(crate) frames: Box<[Frame]>,
+    base: NonNull<u8>,
+    layout: Layout,
+    pub(crate) page_size: usize,
+    free: ArrayQueue<FrameId>,
+    /// Frames whose pin count is above zero.
+    pub(crate) nr_pinned: AtomicUsize,
+}
+
+// SAFETY: the arena owns its allocation outright; all access to page bytes
+// goes through `page_ptr`, whose callers synchronise through each frame's lock
+// and WRITEBACK flag (see the module comment).
+unsafe impl Send for Arena {}
+// SAFETY: as above; shared access is mediated by per-frame locks and atomics.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    pub(crate) fn new(nframes: usize, page_size: usize) -> Self {
+        let layout = Layout::from_size_align(nframes * page_size, page_size.max(4096))
+            .expect("validated config gives a valid layout");
+        // SAFETY: the layout has non-zero size (config validation ensures at
+        // least MIN_FRAMES frames of at least 512 bytes).
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        let base = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        let frames = (0..nframes)
+            .map(|_| Frame {
+                state: AtomicU64::new(FREE),
+                mapping: AtomicU64::new(0),
+                index: AtomicU64::new(0),
+                gen: AtomicU32::new(0),
+                lock: RwLock::new(()),
+            })
+            .collect::<Box<[_]>>();
+        let free = ArrayQueue::new(nframes);
+        for id in 0..nframes as FrameId {
+            let _ = free.push(id);
+        }
+        Arena {
+            frames,
+            base,
+            layout,
+            page_size,
+            free,
+            nr_pinned: AtomicUsize::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    #[inline]
+    pub(crate) fn frame(&self, id: FrameId) -> &Frame {
+        &self.frames[id as usize]
+    }
+
+    /// Raw pointer to a frame's bytes. Reading or writing through it is the
+    /// caller's to synchronise (frame lock, WRITEBACK flag).
+    #[inline]
+    pub(crate) fn page_ptr(&self, id: FrameId) -> *mut u8 {
+        debug_assert!((id as usize) < self.frames.len());
+        // SAFETY: id < nframes, so the offset stays inside the allocation.
+        unsafe { self.base.as_ptr().add(id as usize * self.page_size) }
+    }
+
+    /// The bytes of a frame the caller holds the read lock of, or which is
+    /// under writeback it started (no writer can run either way).
+    ///
+    /// # Safety
+    /// No thread may write the frame's bytes for the lifetime `'a`.
+    #[inline]
+    pub(crate) unsafe fn page<'a>(&'a self, id: FrameId) -> &'a [u8] {
+        // SAFETY: in bounds (page_ptr); no concurrent writer per the contract.
+        unsafe { std::slice::from_raw_parts(self.page_ptr(id), self.page_size) }
+    }
+
+    /// The bytes of a frame the caller holds the write lock of with WRITEBACK clear.
+    ///
+    /// # Safety
+    /// No other thread may read or write the frame's bytes for `'a`.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn page_mut<'a>(&'a self, id: FrameId) -> &'a mut [u8] {
+        // SAFETY: in bounds; exclusive per the contract.
+        unsafe { std::slice::from_raw_parts_mut(self.page_ptr(id), self.page_size) }
+    }
+
+    /// Takes a free frame, returned pinned once and with no other flags.
+    pub(crate) fn pop_free(&self) -> Option<FrameId> {
+        let id = self.free.pop()?;
+        let f = self.frame(id);
+        debug_assert_eq!(f.flags(), FREE);
+        f.state.store(1, Ordering::Release);
+        self.nr_pinned.fetch_add(1, Ordering::Relaxed);
+        Some(id)
+    }
+
+    pub(crate) fn nr_free(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Returns a frame whose state the caller has just set to FREE.
+    pub(crate) fn push_free(&self, id: FrameId) {
+        let f = self.frame(id);
+        f.gen.fetch_add(1, Ordering::Relaxed);
+        debug_assert_eq!(f.flags(), FREE);
+        // Capacity equals the frame count and a frame is freed once per
+        // allocation, so the queue cannot be full.
+        let pushed = self.free.push(id);
+        debug_assert!(pushed.is_ok());
+    }
+
+    /// Returns a frame fresh from `pop_free` that was never published.
+    pub(crate) fn release_unused(&self, id: FrameId) {
+        let f = self.frame(id);
+        debug_assert_eq!(f.flags() & !PIN_MASK, 0);
+        f.state.store(FREE, Ordering::Release);
+        self.nr_pinned.fetch_sub(1, Ordering::Relaxed);
+        self.push_free(id);
+    }
+
+    /// Adds a pin. Callers hold the owning mapping's index lock (or own the frame).
+    #[inline]
+    pub(crate) fn pin(&self, id: FrameId) {
+        if self.frame(id).state.fetch_add(1, Ordering::AcqRel) & PIN_MASK == 0 {
+            self.nr_pinned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops a pin; frees an orphaned frame on its last unpin. Returns whether
+    /// this was the last pin.
+    #[inline]
+    pub(crate) fn unpin(&self, id: FrameId) -> bool {
+        let prev = self.frame(id).state.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(prev & PIN_MASK > 0, "unpin of an unpinned frame");
+        if prev & PIN_MASK != 1 {
+            return false;
+        }
+        self.nr_pinned.fetch_sub(1, Ordering::Relaxed);
+        if prev & ORPHAN != 0 {
+            self.try_free_orphan(id);
+        }
+        true
+    }
+
+    /// Frees an orphan (out of any mapping) once it is unpinned and not under
+    /// writeback. Exactly one caller wins the CAS.
+    pub(crate) fn try_free_orphan(&self, id: FrameId) -> bool {
+        let f = self.frame(id);
+        let mut cur = f.flags();
+        loop {
+            if cur & ORPHAN == 0 || cur & (PIN_MASK | WRITEBACK | FREE) != 0 {
+                return false;
+            }
+            match f
+                .state
+                .compare_exchange(cur, FREE, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.push_free(id);
+                    return true;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly this layout, freed once.
+        unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
+    }
+}

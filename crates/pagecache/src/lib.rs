@@ -1,0 +1,51 @@
+//! A page cache whose direct reclaim never writes.
+//!
+//! `pagecache` holds file pages in a fixed memory budget. A thread that needs
+//! a frame takes a clean one or waits for the background flushers, which
+//! write dirty pages in large, sorted, coalesced batches — the design the
+//! Linux kernel converged on after the 2010 "Do not call ->writepage from
+//! direct reclaim" debate. See `docs/design.md` for the invariants.
+//!
+//! ```
+//! use pagecache::{Config, PageCache, Policy};
+//! # fn main() -> Result<(), pagecache::Error> {
+//! let cache = PageCache::new(Config::new(4 << 20).policy(Policy::Offload))?;
+//! let file = cache.open_backend(pagecache::MemBackend::new())?;
+//! {
+//!     let mut page = file.page_mut(0)?; // zero-copy, pinned, dirty
+//!     page[..5].copy_from_slice(b"hello");
+//! }
+//! assert_eq!(&file.page(0)?[..5], b"hello");
+//! file.sync()?;
+//! println!("{}", cache.stats());
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod backend;
+mod cache;
+mod config;
+mod error;
+mod errseq;
+mod file;
+mod filemap;
+mod frame;
+mod guard;
+mod lru;
+mod mapping;
+mod reclaim;
+pub mod stack;
+mod stats;
+mod throttle;
+mod truncate;
+mod wait;
+mod writeback;
+
+pub use backend::{Backend, FileBackend, MemBackend};
+pub use cache::PageCache;
+pub use config::{Config, Policy, Watermarks, MIN_FRAMES};
+pub use error::{Error, Result};
+pub use file::File;
+pub use guard::{PageReadGuard, PageWriteGuard};
+pub use stats::{thread_hits_misses, Events, Stats};

@@ -1,0 +1,125 @@
+//! Eviction order: the kernel's two lists, active and inactive.
+//!
+//! A page enters the inactive list on read-in. A hit only sets the frame's
+//! REFERENCED bit (no lock on the hit path). When reclaim meets a referenced
+//! page at the inactive tail it moves it to the active list; unreferenced
+//! pages are the victims. The active list is kept no larger than the inactive
+//! one by demoting unreferenced pages from its tail. A page touched once — a
+//! scan — never leaves the inactive list, so a large sequential read cannot
+//! push the hot set out: this is what makes the policy scan-resistant, at the
+//! cost of one list lock taken on insertion and by reclaim, never on a hit.
+//!
+//! Entries carry the frame's generation; a frame freed elsewhere (truncate,
+//! writeback completion of a reclaim-flagged page) leaves a stale entry that
+//! reclaim drops when it reaches it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+
+use parking_lot::Mutex;
+
+use crate::frame::{Arena, FrameId, ACTIVE, REFERENCED};
+
+/// A list entry: frame and the generation it had when listed.
+pub(crate) type Entry = (FrameId, u32);
+
+#[derive(Default)]
+struct Lists {
+    inactive: VecDeque<Entry>,
+    active: VecDeque<Entry>,
+}
+
+/// Both lists under one lock. Heads are the front, tails the back.
+#[derive(Default)]
+pub(crate) struct Lru {
+    lists: Mutex<Lists>,
+}
+
+pub(crate) fn entry(arena: &Arena, id: FrameId) -> Entry {
+    (id, arena.frame(id).gen.load(Ordering::Relaxed))
+}
+
+pub(crate) fn is_stale(arena: &Arena, e: Entry) -> bool {
+    arena.frame(e.0).gen.load(Ordering::Relaxed) != e.1
+}
+
+impl Lru {
+    /// A newly read-in page goes to the inactive head.
+    pub(crate) fn add(&self, e: Entry) {
+        self.lists.lock().inactive.push_front(e);
+    }
+
+    /// Takes up to `n` entries off the inactive tail, dropping stale ones.
+    pub(crate) fn isolate_inactive(&self, arena: &Arena, n: usize) -> Vec<Entry> {
+        let mut l = self.lists.lock();
+        let mut out = Vec::with_capacity(n);
+        let mut budget = n * 4;
+        while out.len() < n && budget > 0 {
+            budget -= 1;
+            let Some(e) = l.inactive.pop_back() else {
+                break;
+            };
+            if !is_stale(arena, e) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    /// Returns entries reclaim could not free now to the inactive head.
+    pub(crate) fn putback(&self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut l = self.lists.lock();
+        l.inactive.extend(entries.iter().copied());
+        // `extend` appends at the tail; rotate them to the head instead so the
+        // next scan looks at other pages first.
+        let n = entries.len();
+        l.inactive.rotate_right(n);
+    }
+
+    /// Moves referenced pages to the active head.
+    pub(crate) fn activate(&self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut l = self.lists.lock();
+        for &e in entries {
+            l.active.push_front(e);
+        }
+    }
+
+    /// Keeps the active list no larger than the inactive one: scans up to `n`
+    /// active-tail entries, rotating referenced ones and demoting the rest.
+    pub(crate) fn balance(&self, arena: &Arena, n: usize) {
+        let mut l = self.lists.lock();
+        for _ in 0..n {
+            if l.active.len() <= l.inactive.len() {
+                break;
+            }
+            let Some(e) = l.active.pop_back() else { break };
+            if is_stale(arena, e) {
+                continue;
+            }
+            let f = arena.frame(e.0);
+            if f.clear(REFERENCED) {
+                l.active.push_front(e);
+            } else {
+                f.clear(ACTIVE);
+                l.inactive.push_front(e);
+            }
+        }
+        // Stale entries only leave when scanned; bound the lists anyway.
+        if l.inactive.len() + l.active.len() > arena.len() * 3 {
+            l.inactive.retain(|&e| !is_stale(arena, e));
+            l.active.retain(|&e| !is_stale(arena, e));
+        }
+    }
+
+    /// (inactive, active) lengths, stale entries included.
+    pub(crate) fn lens(&self) -> (usize, usize) {
+        let l = self.lists.lock();
+        (l.inactive.len(), l.active.len())
+    }
+}

@@ -1,0 +1,165 @@
+//! Mappings: one per cached file, like the kernel's `address_space`.
+//!
+//! A mapping indexes its resident pages (page index → frame) and keeps a
+//! dirty index in page order, which is what lets writeback walk a file's
+//! dirty pages sorted and coalesce contiguous runs.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::backend::Backend;
+use crate::errseq::ErrSeq;
+use crate::frame::{Arena, FrameId};
+
+/// Page indexes are well spread already; a multiply is enough of a hash.
+#[derive(Default)]
+pub(crate) struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(crate) type PageIndex = HashMap<u64, FrameId, BuildHasherDefault<IndexHasher>>;
+
+/// The dirty pages of one mapping, in page order.
+#[derive(Default)]
+pub(crate) struct DirtyIndex {
+    pub(crate) pages: BTreeSet<u64>,
+    /// When the mapping went from clean to dirty (the kernel's `dirtied_when`).
+    pub(crate) since: Option<Instant>,
+}
+
+/// One cached file.
+pub(crate) struct Mapping {
+    pub(crate) id: u64,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) pages: RwLock<PageIndex>,
+    pub(crate) dirty: Mutex<DirtyIndex>,
+    /// Logical file size (the kernel's `i_size`).
+    pub(crate) size: AtomicU64,
+    /// Shared by writes and writeback, exclusive for `set_len`, so a write
+    /// never lands past a truncation.
+    pub(crate) resize: RwLock<()>,
+    pub(crate) errseq: ErrSeq,
+    /// Pages of this mapping under writeback.
+    pub(crate) nr_writeback: AtomicUsize,
+    /// Where cyclic writeback resumes.
+    pub(crate) writeback_cursor: AtomicU64,
+    /// Set while a flusher holds this mapping, so two do not walk it at once.
+    pub(crate) flushing: AtomicBool,
+    /// Set while the mapping waits in the flusher queue.
+    pub(crate) queued: AtomicBool,
+    /// Open handles; a mapping with none is dropped once it has no pages.
+    pub(crate) handles: AtomicUsize,
+    /// The last writeback of this mapping failed and none has succeeded since.
+    pub(crate) wb_failing: AtomicBool,
+    /// When the last writeback failure happened (ns since the cache epoch).
+    pub(crate) last_fail_ns: AtomicU64,
+}
+
+impl Mapping {
+    pub(crate) fn new(
+        id: u64,
+        backend: Box<dyn Backend>,
+        path: Option<PathBuf>,
+        size: u64,
+    ) -> Self {
+        Mapping {
+            id,
+            backend,
+            path,
+            pages: RwLock::new(PageIndex::default()),
+            dirty: Mutex::new(DirtyIndex::default()),
+            size: AtomicU64::new(size),
+            resize: RwLock::new(()),
+            errseq: ErrSeq::default(),
+            nr_writeback: AtomicUsize::new(0),
+            writeback_cursor: AtomicU64::new(0),
+            flushing: AtomicBool::new(false),
+            queued: AtomicBool::new(false),
+            handles: AtomicUsize::new(0),
+            wb_failing: AtomicBool::new(false),
+            last_fail_ns: AtomicU64::new(0),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Looks a page up and pins its frame. The pin is taken under the index
+    /// lock, which reclaim needs exclusively to free a frame.
+    #[inline]
+    pub(crate) fn find_pin(&self, arena: &Arena, index: u64) -> Option<FrameId> {
+        let pages = self.pages.read();
+        let id = *pages.get(&index)?;
+        arena.pin(id);
+        Some(id)
+    }
+
+    /// Publishes `frame` (pinned by the caller) at `index`, unless a frame is
+    /// there already: then that one is pinned and returned as `Err`.
+    pub(crate) fn insert(&self, arena: &Arena, index: u64, frame: FrameId) -> Result<(), FrameId> {
+        let mut pages = self.pages.write();
+        if let Some(&existing) = pages.get(&index) {
+            arena.pin(existing);
+            return Err(existing);
+        }
+        let f = arena.frame(frame);
+        f.mapping.store(self.id, Ordering::Relaxed);
+        f.index.store(index, Ordering::Relaxed);
+        pages.insert(index, frame);
+        Ok(())
+    }
+
+    /// Number of resident pages.
+    pub(crate) fn nr_pages(&self) -> usize {
+        self.pages.read().len()
+    }
+
+    /// Records a page as dirty in the index; returns whether the mapping was clean.
+    pub(crate) fn note_dirty(&self, index: u64) -> bool {
+        let mut d = self.dirty.lock();
+        let was_clean = d.pages.is_empty();
+        if was_clean {
+            d.since = Some(Instant::now());
+        }
+        d.pages.insert(index);
+        was_clean
+    }
+
+    /// Removes a page from the dirty index.
+    pub(crate) fn note_clean(&self, index: u64) {
+        let mut d = self.dirty.lock();
+        d.pages.remove(&index);
+        if d.pages.is_empty() {
+            d.since = None;
+        }
+    }
+
+    pub(crate) fn nr_dirty(&self) -> usize {
+        self.dirty.lock().pages.len()
+    }
+
+    /// The oldest time this mapping has been continuously dirty since.
+    pub(crate) fn dirty_since(&self) -> Option<Instant> {
+        self.dirty.lock().since
+    }
+}

@@ -1,0 +1,42 @@
+//! The background reclaimer (the kernel's kswapd): keeps free frames between
+//! the low and high watermarks so allocators rarely reclaim themselves.
+//! Like direct reclaim under `offload`, it never writes: dirty pages it meets
+//! are flagged and handed to the flushers.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::cache::Inner;
+use crate::throttle;
+
+use super::{direct, Reclaimer, BATCH};
+
+/// Wakes the background reclaimer.
+pub(crate) fn wake(inner: &Inner) {
+    inner.kswapd.notify();
+}
+
+pub(crate) fn run(inner: &Inner) {
+    let arena = &inner.arena;
+    loop {
+        let seen = inner.kswapd.seq();
+        if inner.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if arena.nr_free() >= inner.wm.low {
+            inner.kswapd.wait(seen, Duration::from_millis(100));
+            continue;
+        }
+        while arena.nr_free() < inner.wm.high && !inner.shutdown.load(Ordering::Acquire) {
+            let progress_seen = inner.progress.seq();
+            let scan = direct::shrink(inner, BATCH, Reclaimer::Background);
+            if scan.freed == 0 {
+                // Nothing clean: wait for writeback to make some.
+                throttle::reclaim::wait_quiet(inner, progress_seen);
+                if arena.nr_free() >= inner.wm.low {
+                    break;
+                }
+            }
+        }
+    }
+}

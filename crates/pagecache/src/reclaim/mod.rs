@@ -1,0 +1,86 @@
+//! Getting a free frame: the allocator, direct reclaim and the background
+//! reclaimer.
+//!
+//! [`alloc_frame`] is the only way a frame leaves the free list. It is the
+//! "allocating thread" of DESIGN §4: under the default policy nothing it calls
+//! writes to a backend (invariant 1). When the free list runs low it reclaims
+//! clean frames itself ([`direct`]); when it finds none it waits for writeback
+//! progress ([`crate::throttle::reclaim`]) and fails only when every frame is
+//! pinned (invariant 3).
+
+pub(crate) mod background;
+pub(crate) mod direct;
+
+use std::sync::atomic::Ordering;
+
+use crate::cache::Inner;
+use crate::config::Policy;
+use crate::error::{Error, Result};
+use crate::frame::FrameId;
+use crate::stack::AllocScope;
+use crate::stats::inc;
+use crate::throttle;
+
+/// Frames one reclaim pass tries to free (the kernel's SWAP_CLUSTER_MAX).
+pub(crate) const BATCH: usize = 32;
+
+/// Who is reclaiming: the counters and the dirty-page decision differ.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Reclaimer {
+    Direct,
+    Background,
+}
+
+/// Returns a free frame, pinned once, with no flags set.
+pub(crate) fn alloc_frame(inner: &Inner) -> Result<FrameId> {
+    let _scope = AllocScope::enter(&inner.counters.alloc_stack_peak_bytes);
+    let arena = &inner.arena;
+    if arena.nr_free() < inner.wm.low {
+        background::wake(inner);
+    }
+    // Below `min`, the allocator pays for reclaim itself before taking a frame.
+    if arena.nr_free() <= inner.wm.min {
+        direct::shrink(inner, BATCH, Reclaimer::Direct);
+    }
+    if let Some(id) = arena.pop_free() {
+        return Ok(id);
+    }
+    alloc_slow(inner)
+}
+
+#[inline(never)]
+fn alloc_slow(inner: &Inner) -> Result<FrameId> {
+    let arena = &inner.arena;
+    let mut stuck_rounds = 0;
+    loop {
+        if inner.shutdown.load(Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
+        let seen = inner.progress.seq();
+        let scan = direct::shrink(inner, BATCH, Reclaimer::Direct);
+        if let Some(id) = arena.pop_free() {
+            return Ok(id);
+        }
+        background::wake(inner);
+        let pinned = arena.nr_pinned.load(Ordering::Relaxed);
+        if pinned >= arena.len() && scan.freed == 0 {
+            // Pins may be transient (another thread's read-in): give them one
+            // round of progress before declaring no progress possible.
+            stuck_rounds += 1;
+            if stuck_rounds > 2 {
+                inc(&inner.counters.oom_errors);
+                return Err(Error::OutOfMemory {
+                    frames: arena.len(),
+                    pinned,
+                });
+            }
+        } else {
+            stuck_rounds = 0;
+        }
+        if inner.policy() == Policy::NoThrottle && scan.freed == 0 {
+            inc(&inner.counters.oom_errors);
+            return Err(Error::NoCleanFrame);
+        }
+        throttle::reclaim::wait(inner, seen);
+    }
+}

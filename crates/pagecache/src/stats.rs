@@ -1,0 +1,184 @@
+//! Counters, in the spirit of `/proc/vmstat`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$m:meta])* $name:ident,)*) => {
+        /// Live counters, bumped with relaxed atomics.
+        #[derive(Default)]
+        pub(crate) struct Counters {
+            $(pub(crate) $name: AtomicU64,)*
+        }
+
+        /// Event counts since the cache was built.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Events {
+            $($(#[$m])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> Events {
+                Events { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl Events {
+            /// Counts that happened between `earlier` and `self`.
+            pub fn since(&self, earlier: &Events) -> Events {
+                Events { $($name: self.$name.saturating_sub(earlier.$name),)* }
+            }
+
+            /// (name, value) pairs, in declaration order.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Page lookups that found the page resident.
+    hits,
+    /// Page lookups that had to allocate a frame.
+    misses,
+    /// Pages read in from backends.
+    pages_read,
+    /// Pages that went from clean to dirty.
+    pages_dirtied,
+    /// Frames scanned by direct reclaim.
+    pgscan_direct,
+    /// Frames freed by direct reclaim.
+    pgsteal_direct,
+    /// Frames scanned by the background reclaimer.
+    pgscan_background,
+    /// Frames freed by the background reclaimer.
+    pgsteal_background,
+    /// Dirty frames reclaim flagged and left to the flushers.
+    pgreclaim_flagged,
+    /// Flagged frames freed the moment their write completed.
+    pgreclaim_freed_on_writeback,
+    /// Frames moved to the active list.
+    pgactivate,
+    /// Pages written by an allocating thread (only under `legacy`).
+    direct_reclaim_writes,
+    /// Write I/Os issued by writeback.
+    writeback_ios,
+    /// Bytes written by writeback.
+    writeback_bytes,
+    /// Pages written by writeback.
+    writeback_pages,
+    /// Nanoseconds during which at least one writeback I/O was in flight.
+    writeback_active_ns,
+    /// Writeback I/Os that failed (pages kept dirty).
+    writeback_errors,
+    /// Flusher passes started for reclaim.
+    flush_reason_reclaim,
+    /// Flusher passes started by the background threshold.
+    flush_reason_background,
+    /// Flusher passes started by `dirty_expire`.
+    flush_reason_expire,
+    /// `sync` calls.
+    flush_reason_sync,
+    /// Times an allocator waited for writeback progress.
+    reclaim_throttle_events,
+    /// Nanoseconds allocators spent waiting for writeback progress.
+    reclaim_throttle_ns,
+    /// Pauses imposed on dirtying threads.
+    dirty_throttle_events,
+    /// Nanoseconds dirtying threads were paused.
+    dirty_throttle_ns,
+    /// Allocations that failed with out-of-memory (or no clean frame).
+    oom_errors,
+    /// Deepest stack any allocation reached, in bytes.
+    alloc_stack_peak_bytes,
+}
+
+/// A snapshot of the cache: frame states now, and event counts so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    /// Frames in the arena.
+    pub frames: usize,
+    /// Page size in bytes.
+    pub page_size: usize,
+    /// Frames on the free list.
+    pub free: usize,
+    /// Frames holding clean pages.
+    pub clean: usize,
+    /// Frames holding dirty pages.
+    pub dirty: usize,
+    /// Frames under writeback.
+    pub writeback: usize,
+    /// Frames with at least one pin.
+    pub pinned: usize,
+    /// Frames on the inactive list (approximate).
+    pub inactive: usize,
+    /// Frames on the active list (approximate).
+    pub active: usize,
+    /// Measured writeback bandwidth, bytes per second.
+    pub write_bandwidth: u64,
+    /// Event counts.
+    pub events: Events,
+}
+
+impl Stats {
+    /// Fraction of lookups that hit, in 0..=1 (1 when there were none).
+    pub fn hit_ratio(&self) -> f64 {
+        let total = self.events.hits + self.events.misses;
+        if total == 0 {
+            1.0
+        } else {
+            self.events.hits as f64 / total as f64
+        }
+    }
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rows = [
+            ("frames", self.frames as u64),
+            ("page_size", self.page_size as u64),
+            ("nr_free", self.free as u64),
+            ("nr_clean", self.clean as u64),
+            ("nr_dirty", self.dirty as u64),
+            ("nr_writeback", self.writeback as u64),
+            ("nr_pinned", self.pinned as u64),
+            ("nr_inactive", self.inactive as u64),
+            ("nr_active", self.active as u64),
+            ("write_bandwidth", self.write_bandwidth),
+        ];
+        for (k, v) in rows.into_iter().chain(self.events.pairs()) {
+            writeln!(f, "{k} {v}")?;
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    static THREAD: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Hits and misses of page lookups made by the calling thread, since it
+/// started: lets a benchmark report hit ratios per role.
+pub fn thread_hits_misses() -> (u64, u64) {
+    THREAD.with(|t| t.get())
+}
+
+#[inline]
+pub(crate) fn thread_hit(hit: bool) {
+    THREAD.with(|t| {
+        let (h, m) = t.get();
+        t.set(if hit { (h + 1, m) } else { (h, m + 1) });
+    });
+}
+
+/// Adds one to a counter.
+#[inline]
+pub(crate) fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Adds `n` to a counter.
+#[inline]
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}

@@ -1,0 +1,216 @@
+//! The dirty throttle, after the kernel's I/O-less `balance_dirty_pages`.
+//!
+//! Dirty and under-writeback frames together are compared with three levels
+//! derived from the budget: `background` (flushers start), `limit`
+//! (`dirty_ratio`: dirtiers stop), and `freerun`, halfway between, below which
+//! nobody is paced. Between `freerun` and `limit` a dirtier sleeps, after each
+//! batch of pages it dirtied, for as long as writing those pages takes at the
+//! measured writeback bandwidth scaled by a position ratio: 2 at `freerun`, 1
+//! at the setpoint halfway to `limit`, 0 at `limit`, cubic in between. That
+//! gives many short pauses that grow smoothly with the excess. At `limit` the
+//! dirtier waits for writeback progress. Threads that dirty nothing never get
+//! here, so readers are never paced (invariant 4).
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::cache::Inner;
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::stats::{add, inc};
+
+/// Pauses shorter than this are accumulated rather than slept.
+const MIN_PAUSE: Duration = Duration::from_millis(1);
+/// Longest single pause.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// A dirtier at the limit with writeback failing and no progress for this
+/// long gets the writeback error instead of waiting forever.
+const STALL_LIMIT: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// Pages this thread dirtied since its last pause.
+    static DEBT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Writeback bandwidth estimate, bytes per second, smoothed.
+pub(crate) struct Bandwidth {
+    bytes_per_sec: AtomicU64,
+    window_start_ns: AtomicU64,
+    window_bytes: AtomicU64,
+}
+
+impl Default for Bandwidth {
+    fn default() -> Self {
+        Bandwidth {
+            // A modest guess until the first measurement.
+            bytes_per_sec: AtomicU64::new(64 << 20),
+            window_start_ns: AtomicU64::new(0),
+            window_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Bandwidth {
+    pub(crate) fn bytes_per_sec(&self) -> u64 {
+        self.bytes_per_sec.load(Ordering::Relaxed)
+    }
+
+    /// Folds completed writeback bytes into the estimate every 100 ms.
+    pub(crate) fn record(&self, now_ns: u64, bytes: u64) {
+        let total = self.window_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let start = self.window_start_ns.load(Ordering::Relaxed);
+        if start == 0 {
+            let _ = self.window_start_ns.compare_exchange(
+                0,
+                now_ns,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            return;
+        }
+        let elapsed = now_ns.saturating_sub(start);
+        if elapsed < 100_000_000 {
+            return;
+        }
+        if self
+            .window_start_ns
+            .compare_exchange(start, now_ns, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.window_bytes.fetch_sub(total, Ordering::Relaxed);
+        let sample = total.saturating_mul(1_000_000_000) / elapsed.max(1);
+        let old = self.bytes_per_sec.load(Ordering::Relaxed);
+        self.bytes_per_sec
+            .store((old * 3 + sample) / 4, Ordering::Relaxed);
+    }
+}
+
+/// The levels, in frames.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Levels {
+    pub(crate) background: usize,
+    pub(crate) freerun: usize,
+    pub(crate) limit: usize,
+}
+
+pub(crate) fn levels(inner: &Inner) -> Levels {
+    let frames = inner.arena.len();
+    let limit = (frames * inner.cfg.dirty_ratio as usize / 100).max(2);
+    let background = (frames * inner.cfg.dirty_background_ratio as usize / 100)
+        .max(1)
+        .min(limit - 1);
+    Levels {
+        background,
+        freerun: (background + limit) / 2,
+        limit,
+    }
+}
+
+/// Position ratio: 2 at `freerun`, 1 at the setpoint, 0 at `limit`.
+pub(crate) fn pos_ratio(l: &Levels, dirty: usize) -> f64 {
+    if dirty <= l.freerun {
+        return 2.0;
+    }
+    if dirty >= l.limit {
+        return 0.0;
+    }
+    let setpoint = (l.freerun + l.limit) as f64 / 2.0;
+    let half_span = ((l.limit - l.freerun) as f64 / 2.0).max(0.5);
+    let x = (setpoint - dirty as f64) / half_span;
+    (1.0 + x * x * x).clamp(0.0, 2.0)
+}
+
+pub(crate) fn nr_dirty(inner: &Inner) -> usize {
+    inner.nr_dirty.load(Ordering::Relaxed) + inner.nr_writeback.load(Ordering::Relaxed)
+}
+
+/// Called before a thread dirties `pages` pages of `m`.
+pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Result<()> {
+    let l = levels(inner);
+    let mut dirty = nr_dirty(inner);
+    if dirty > l.background {
+        inner.writeback.kick_background();
+    }
+    if dirty <= l.freerun {
+        DEBT.with(|d| d.set(0));
+        return Ok(());
+    }
+    let debt = DEBT.with(|d| d.get()) + pages;
+    let start = Instant::now();
+    let mut last_progress = (
+        inner.counters.writeback_pages.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    // Hard stop at the limit: wait for writeback to bring the count down.
+    while dirty >= l.limit {
+        if inner.shutdown.load(Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
+        let seen = inner.progress.seq();
+        inner.writeback.kick_background();
+        inner.progress.wait(seen, MAX_PAUSE);
+        inc(&inner.counters.dirty_throttle_events);
+        let written = inner.counters.writeback_pages.load(Ordering::Relaxed);
+        if written != last_progress.0 {
+            last_progress = (written, Instant::now());
+        } else if m.wb_failing.load(Ordering::Acquire) && last_progress.1.elapsed() > STALL_LIMIT {
+            add(
+                &inner.counters.dirty_throttle_ns,
+                start.elapsed().as_nanos() as u64,
+            );
+            return Err(Error::Writeback {
+                path: m.path.clone(),
+                source: std::io::Error::other(
+                    "dirty limit reached and writeback of this file keeps failing",
+                ),
+            });
+        }
+        dirty = nr_dirty(inner);
+    }
+    let ratio = pos_ratio(&l, dirty);
+    let bw_pages = (inner.bandwidth.bytes_per_sec() / inner.page_size() as u64).max(16) as f64;
+    let rate = bw_pages * ratio;
+    let pause = if rate <= 0.0 {
+        MAX_PAUSE
+    } else {
+        Duration::from_secs_f64(debt as f64 / rate).min(MAX_PAUSE)
+    };
+    if pause < MIN_PAUSE {
+        DEBT.with(|d| d.set(debt));
+    } else {
+        DEBT.with(|d| d.set(0));
+        std::thread::sleep(pause);
+        inc(&inner.counters.dirty_throttle_events);
+    }
+    let waited = start.elapsed();
+    if waited >= MIN_PAUSE {
+        add(&inner.counters.dirty_throttle_ns, waited.as_nanos() as u64);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pos_ratio_falls_from_two_to_zero() {
+        let l = Levels {
+            background: 100,
+            freerun: 150,
+            limit: 200,
+        };
+        assert_eq!(pos_ratio(&l, 150), 2.0);
+        assert!((pos_ratio(&l, 175) - 1.0).abs() < 1e-9);
+        assert_eq!(pos_ratio(&l, 200), 0.0);
+        let mut prev = 2.0;
+        for d in 150..=200 {
+            let r = pos_ratio(&l, d);
+            assert!(r <= prev, "not monotonic at {d}");
+            prev = r;
+        }
+    }
+}

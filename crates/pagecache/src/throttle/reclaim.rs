@@ -1,0 +1,30 @@
+//! The reclaim throttle (the kernel's `reclaim_throttle`): an allocator that
+//! found nothing clean sleeps until writeback makes progress, for a bounded
+//! time, then retries. This is Andrea's answer to OOM false positives: with
+//! dirty pages or writeback in flight there is always progress to wait for.
+
+use std::time::{Duration, Instant};
+
+use crate::cache::Inner;
+use crate::stats::{add, inc};
+
+/// Longest single wait; the caller re-scans after it either way.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// Waits for progress after `seen` on behalf of an allocator, counted.
+pub(crate) fn wait(inner: &Inner, seen: u64) {
+    let start = Instant::now();
+    inner.writeback.kick_background();
+    inner.progress.wait(seen, TICK);
+    inc(&inner.counters.reclaim_throttle_events);
+    add(
+        &inner.counters.reclaim_throttle_ns,
+        start.elapsed().as_nanos() as u64,
+    );
+}
+
+/// The same wait for the background reclaimer, not counted as throttling.
+pub(crate) fn wait_quiet(inner: &Inner, seen: u64) {
+    inner.writeback.kick_background();
+    inner.progress.wait(seen, TICK);
+}

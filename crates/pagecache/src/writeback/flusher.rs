@@ -1,0 +1,110 @@
+//! Flusher threads (the kernel's `wb_workfn`): write dirty pages for reclaim,
+//! for the background threshold and for `dirty_expire`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cache::Inner;
+use crate::mapping::Mapping;
+use crate::stats::inc;
+use crate::throttle::dirty::{levels, nr_dirty};
+
+use super::{writepages, Reason};
+
+/// Pages one background pass writes from a mapping before moving on, so a
+/// huge file does not starve the others.
+const CHUNK: usize = 4096;
+/// A mapping whose writeback just failed is retried after this long.
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+pub(crate) fn run(inner: &Inner) {
+    let interval = inner.cfg.dirty_writeback_interval;
+    let mut last_periodic = Instant::now();
+    let wb = &inner.writeback;
+    loop {
+        let seen = wb.wake.seq();
+        if inner.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        if let Some((m, reason)) = wb.pop() {
+            flush(inner, &m, reason, usize::MAX);
+            continue;
+        }
+        if wb.take_background() && nr_dirty(inner) > levels(inner).background {
+            background(inner);
+            continue;
+        }
+        if last_periodic.elapsed() >= interval {
+            last_periodic = Instant::now();
+            expire(inner);
+            continue;
+        }
+        wb.wake.wait(seen, interval.min(Duration::from_millis(100)));
+    }
+}
+
+fn backing_off(inner: &Inner, m: &Mapping) -> bool {
+    m.wb_failing.load(Ordering::Acquire)
+        && inner.epoch.elapsed().as_nanos() as u64 - m.last_fail_ns.load(Ordering::Relaxed)
+            < RETRY_BACKOFF.as_nanos() as u64
+}
+
+/// One pass over one mapping, unless another flusher is already on it.
+fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
+    if backing_off(inner, m) || m.flushing.swap(true, Ordering::AcqRel) {
+        return 0;
+    }
+    let c = &inner.counters;
+    inc(match reason {
+        Reason::Reclaim => &c.flush_reason_reclaim,
+        Reason::Background => &c.flush_reason_background,
+        Reason::Expire => &c.flush_reason_expire,
+    });
+    let n = writepages(inner, m, false, nr, 0..u64::MAX);
+    m.flushing.store(false, Ordering::Release);
+    n
+}
+
+/// Dirty mappings, the longest-dirty first.
+fn dirty_mappings(inner: &Inner) -> Vec<(Instant, Arc<Mapping>)> {
+    let mut v: Vec<_> = inner
+        .mappings()
+        .into_iter()
+        .filter_map(|m| m.dirty_since().map(|t| (t, m)))
+        .collect();
+    v.sort_by_key(|(t, _)| *t);
+    v
+}
+
+/// Writes until dirty pages are under the background threshold.
+fn background(inner: &Inner) {
+    let target = levels(inner).background;
+    loop {
+        let mut progress = 0;
+        for (_, m) in dirty_mappings(inner) {
+            if nr_dirty(inner) <= target || inner.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            progress += flush(inner, &m, Reason::Background, CHUNK);
+            // Reclaim requests jump the queue between chunks.
+            while let Some((m, reason)) = inner.writeback.pop() {
+                progress += flush(inner, &m, reason, usize::MAX);
+            }
+        }
+        if progress == 0 {
+            return;
+        }
+    }
+}
+
+/// Writes mappings dirty for longer than `dirty_expire`.
+fn expire(inner: &Inner) {
+    let expire = inner.cfg.dirty_expire;
+    for (since, m) in dirty_mappings(inner) {
+        if since.elapsed() < expire {
+            break;
+        }
+        flush(inner, &m, Reason::Expire, usize::MAX);
+    }
+}

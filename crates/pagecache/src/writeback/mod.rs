@@ -1,0 +1,115 @@
+//! Writeback: turning dirty pages clean, in sorted, coalesced batches.
+//!
+//! Flusher threads ([`flusher`]) pick mappings off a queue (reason: reclaim)
+//! or walk dirty mappings (background threshold, `dirty_expire`); `sync`
+//! runs the same [`writepages`] in the caller's thread for its own file.
+//! Writes go to a pool of `io_depth` I/O threads ([`io`]), so several are in
+//! flight at once; completion ([`end_writeback`]) frees reclaim-flagged
+//! frames at once and wakes throttled threads.
+
+pub(crate) mod flusher;
+pub(crate) mod io;
+mod writepages;
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::cache::Inner;
+use crate::error::{Error, Result};
+use crate::mapping::Mapping;
+use crate::wait::WaitQueue;
+
+pub(crate) use writepages::{writepage_sync, writepages};
+
+/// Why a flusher pass runs (the kernel's `wb_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Reclaim,
+    Background,
+    Expire,
+}
+
+/// The flushers' work queue.
+#[derive(Default)]
+pub(crate) struct Writeback {
+    queue: Mutex<VecDeque<(Arc<Mapping>, Reason)>>,
+    background: AtomicBool,
+    pub(crate) wake: WaitQueue,
+}
+
+impl Writeback {
+    /// Hands a mapping to the flushers (once while it is queued).
+    pub(crate) fn queue(&self, m: &Arc<Mapping>, reason: Reason) {
+        if !m.queued.swap(true, Ordering::AcqRel) {
+            self.queue.lock().push_back((m.clone(), reason));
+            self.wake.notify();
+        }
+    }
+
+    /// Asks the flushers to bring dirty pages under the background threshold.
+    pub(crate) fn kick_background(&self) {
+        if !self.background.swap(true, Ordering::AcqRel) {
+            self.wake.notify();
+        }
+    }
+
+    pub(crate) fn take_background(&self) -> bool {
+        self.background.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn pop(&self) -> Option<(Arc<Mapping>, Reason)> {
+        let item = self.queue.lock().pop_front()?;
+        item.0.queued.store(false, Ordering::Release);
+        Some(item)
+    }
+
+    pub(crate) fn wake_all(&self) {
+        self.wake.notify();
+    }
+}
+
+/// Writes every dirty page of `m` from the calling thread, waits for all of
+/// the mapping's writeback, then makes the backend durable. Errors are
+/// recorded in the mapping's errseq, for each handle to collect once.
+pub(crate) fn sync_mapping(inner: &Inner, m: &Arc<Mapping>, range: Range<u64>) {
+    crate::stats::inc(&inner.counters.flush_reason_sync);
+    writepages(inner, m, true, usize::MAX, range);
+    // Pages a flusher started before us must be on the backend too.
+    inner
+        .progress
+        .wait_until(crate::throttle::reclaim::TICK, || {
+            m.nr_writeback.load(Ordering::Acquire) == 0
+        });
+    if let Err(e) = m.backend.sync() {
+        m.errseq.set(e.raw_os_error().unwrap_or(libc_eio()));
+    }
+}
+
+pub(crate) fn libc_eio() -> i32 {
+    rustix::io::Errno::IO.raw_os_error()
+}
+
+/// Syncs every mapping; reports a file that still has dirty pages after.
+pub(crate) fn sync_all(inner: &Inner) -> Result<()> {
+    if inner.shutdown.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    let mut first = Ok(());
+    for m in inner.mappings() {
+        sync_mapping(inner, &m, 0..u64::MAX);
+        if first.is_ok() && m.nr_dirty() > 0 {
+            first = Err(Error::Writeback {
+                path: m.path.clone(),
+                source: std::io::Error::other(format!(
+                    "{} pages could not be written",
+                    m.nr_dirty()
+                )),
+            });
+        }
+    }
+    first
+}

@@ -1,0 +1,238 @@
+//! `writepages`: a mapping's dirty pages in index order, contiguous runs
+//! coalesced into one vectored write of up to `max_io` bytes (invariant 6).
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crossbeam_channel::{unbounded, Receiver};
+
+use crate::backend::write_all_vectored;
+use crate::cache::Inner;
+use crate::frame::{FrameId, DIRTY, ORPHAN, RECLAIM, REFERENCED, WRITEBACK};
+use crate::mapping::Mapping;
+use crate::reclaim::direct::try_free;
+use crate::stats::{add, inc};
+
+use super::io::Run;
+
+/// Writes up to `nr_to_write` dirty pages of `m`; returns pages submitted.
+///
+/// `sync`: wait for pages locked by writers or already under writeback
+/// (data-integrity writeback). Otherwise such pages are skipped and the walk
+/// resumes where the last one stopped (cyclic background writeback).
+pub(crate) fn writepages(
+    inner: &Inner,
+    m: &Arc<Mapping>,
+    sync: bool,
+    nr_to_write: usize,
+    range: Range<u64>,
+) -> usize {
+    let _resize = m.resize.read_recursive();
+    let arena = &inner.arena;
+    let max_pages = (inner.cfg.max_io / inner.page_size()).max(1);
+    let cursor = if sync {
+        range.start
+    } else {
+        m.writeback_cursor
+            .load(Ordering::Relaxed)
+            .clamp(range.start, range.end)
+    };
+    let indexes: Vec<u64> = {
+        let d = m.dirty.lock();
+        d.pages
+            .range(cursor..range.end)
+            .chain(d.pages.range(range.start..cursor))
+            .take(nr_to_write)
+            .copied()
+            .collect()
+    };
+    let (done_tx, done_rx) = unbounded();
+    let mut inflight = 0usize;
+    let mut run = Run::new(m.clone(), done_tx.clone());
+    let mut submitted = 0usize;
+    let mut last = None;
+    for index in indexes {
+        let Some(id) = m.find_pin(arena, index) else {
+            m.note_clean(index);
+            continue;
+        };
+        let started = start_writeback(inner, m, id, index, sync);
+        arena.unpin(id);
+        if !started {
+            continue;
+        }
+        submitted += 1;
+        last = Some(index);
+        if !run.frames.is_empty() && (index != run.next_index() || run.frames.len() >= max_pages) {
+            let full = std::mem::replace(&mut run, Run::new(m.clone(), done_tx.clone()));
+            submit(inner, full, &mut inflight, &done_rx);
+        }
+        if run.frames.is_empty() {
+            run.first = index;
+        }
+        run.frames.push(id);
+    }
+    if !run.frames.is_empty() {
+        submit(inner, run, &mut inflight, &done_rx);
+    }
+    while inflight > 0 {
+        let _ = done_rx.recv();
+        inflight -= 1;
+    }
+    if let (false, Some(last)) = (sync, last) {
+        m.writeback_cursor.store(last + 1, Ordering::Relaxed);
+    }
+    submitted
+}
+
+fn submit(inner: &Inner, run: Run, inflight: &mut usize, done: &Receiver<()>) {
+    while *inflight >= inner.cfg.io_depth {
+        let _ = done.recv();
+        *inflight -= 1;
+    }
+    *inflight += 1;
+    inner.io.submit(inner, run);
+}
+
+/// Moves a page from DIRTY to WRITEBACK (the kernel's
+/// `folio_clear_dirty_for_io` + `folio_start_writeback`). Done under the
+/// frame's read lock so no writer is mid-copy; the lock is dropped before the
+/// I/O, and writers wait for WRITEBACK to clear instead.
+fn start_writeback(inner: &Inner, m: &Mapping, id: FrameId, index: u64, sync: bool) -> bool {
+    let f = inner.arena.frame(id);
+    let _guard = loop {
+        let guard = if sync {
+            f.lock.read_recursive()
+        } else {
+            match f.lock.try_read() {
+                Some(g) => g,
+                None => return false,
+            }
+        };
+        if f.flags() & WRITEBACK == 0 {
+            break guard;
+        }
+        if !sync {
+            return false;
+        }
+        drop(guard);
+        inner
+            .progress
+            .wait_until(crate::throttle::reclaim::TICK, || {
+                f.flags() & WRITEBACK == 0
+            });
+    };
+    let mut cur = f.flags();
+    loop {
+        if cur & DIRTY == 0 || cur & ORPHAN != 0 {
+            return false;
+        }
+        let new = (cur & !DIRTY) | WRITEBACK;
+        match f
+            .state
+            .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(now) => cur = now,
+        }
+    }
+    inner.nr_dirty.fetch_sub(1, Ordering::Relaxed);
+    inner.nr_writeback.fetch_add(1, Ordering::Relaxed);
+    m.nr_writeback.fetch_add(1, Ordering::Relaxed);
+    m.note_clean(index);
+    true
+}
+
+/// Writes one run's pages and completes their writeback; returns success.
+pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
+    let ps = inner.page_size() as u64;
+    let m = &run.mapping;
+    let offset = run.first * ps;
+    // Clip to the file size: the tail of the last page past EOF is not data.
+    let size = m.size();
+    let len = (run.frames.len() as u64 * ps).min(size.saturating_sub(offset)) as usize;
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(run.frames.len());
+    let mut left = len;
+    for &id in &run.frames {
+        if left == 0 {
+            break;
+        }
+        // SAFETY: the frame is under writeback started by this run, so no
+        // writer modifies it until `end_writeback` below clears WRITEBACK.
+        let page = unsafe { inner.arena.page(id) };
+        let n = left.min(page.len());
+        slices.push(&page[..n]);
+        left -= n;
+    }
+    let result = if len == 0 {
+        Ok(())
+    } else {
+        write_all_vectored(m.backend.as_ref(), &slices, offset)
+    };
+    drop(slices);
+    let ok = result.is_ok();
+    if let Err(e) = &result {
+        inc(&inner.counters.writeback_errors);
+        m.errseq.set(e.raw_os_error().unwrap_or(super::libc_eio()));
+        m.last_fail_ns
+            .store(inner.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        m.wb_failing.store(true, Ordering::Release);
+    } else {
+        m.wb_failing.store(false, Ordering::Release);
+        inc(&inner.counters.writeback_ios);
+        add(&inner.counters.writeback_bytes, len as u64);
+        add(&inner.counters.writeback_pages, run.frames.len() as u64);
+        inner
+            .bandwidth
+            .record(inner.epoch.elapsed().as_nanos() as u64, len as u64);
+    }
+    for (i, &id) in run.frames.iter().enumerate() {
+        end_writeback(inner, m, id, run.first + i as u64, ok);
+    }
+    inner.progress.notify();
+    ok
+}
+
+/// Ends writeback of one page. On failure the page is dirty again before
+/// WRITEBACK clears, so it is never clean with unwritten data (invariant 7).
+/// On success a reclaim-flagged page nobody touched since is freed at once.
+pub(crate) fn end_writeback(inner: &Inner, m: &Mapping, id: FrameId, index: u64, ok: bool) {
+    let arena = &inner.arena;
+    let f = arena.frame(id);
+    if !ok && f.set(DIRTY) {
+        inner.nr_dirty.fetch_add(1, Ordering::Relaxed);
+        if f.flags() & ORPHAN == 0 {
+            m.note_dirty(index);
+        }
+    }
+    f.clear(WRITEBACK);
+    inner.nr_writeback.fetch_sub(1, Ordering::Relaxed);
+    m.nr_writeback.fetch_sub(1, Ordering::Release);
+    let s = f.flags();
+    if s & ORPHAN != 0 {
+        if !ok && f.clear(DIRTY) {
+            inner.nr_dirty.fetch_sub(1, Ordering::Relaxed);
+        }
+        arena.try_free_orphan(id);
+        return;
+    }
+    if ok && s & RECLAIM != 0 {
+        f.clear(RECLAIM);
+        if s & REFERENCED == 0 && try_free(inner, id) {
+            inc(&inner.counters.pgreclaim_freed_on_writeback);
+        }
+    }
+}
+
+/// Writes one page synchronously from the calling thread (the legacy policy's
+/// direct reclaim). Returns whether it was written.
+pub(crate) fn writepage_sync(inner: &Inner, m: &Arc<Mapping>, id: FrameId, index: u64) -> bool {
+    if !start_writeback(inner, m, id, index, false) {
+        return false;
+    }
+    let mut run = Run::detached(m.clone());
+    run.first = index;
+    run.frames.push(id);
+    write_run(inner, &run)
+}
