@@ -14,7 +14,7 @@ use crate::backend::{Backend, FileBackend};
 use crate::config::{Config, Policy, Watermarks};
 use crate::error::{Error, Result};
 use crate::file::File;
-use crate::frame::{Arena, PIN_MASK};
+use crate::frame::Arena;
 use crate::lru::Lru;
 use crate::mapping::Mapping;
 use crate::stats::{Counters, Stats};
@@ -309,14 +309,5 @@ impl PageCache {
     /// pages but nothing is written back after this.
     pub fn shutdown(self) -> Result<()> {
         self.owner.stop()
-    }
-
-    /// Pins currently held on frames, summed (a debugging aid for OOM errors).
-    pub fn total_pins(&self) -> u64 {
-        let a = &self.inner().arena;
-        a.frames
-            .iter()
-            .map(|f| f.state.load(Ordering::Relaxed) & PIN_MASK)
-            .sum()
     }
 }

@@ -37,6 +37,7 @@ mod mapping;
 mod reclaim;
 pub mod stack;
 mod stats;
+mod sync;
 mod throttle;
 mod truncate;
 mod wait;

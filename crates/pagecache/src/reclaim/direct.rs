@@ -154,14 +154,7 @@ pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
         if pages.get(&index) != Some(&id) {
             return false;
         }
-        let cur = f.flags();
-        if cur & (PIN_MASK | DIRTY | WRITEBACK | FREE | ORPHAN) != 0 {
-            return false;
-        }
-        if f.state
-            .compare_exchange(cur, FREE, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if !f.state.try_reclaim() {
             return false;
         }
         pages.remove(&index);

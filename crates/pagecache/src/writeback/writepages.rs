@@ -123,19 +123,8 @@ fn start_writeback(inner: &Inner, m: &Mapping, id: FrameId, index: u64, sync: bo
                 f.flags() & WRITEBACK == 0
             });
     };
-    let mut cur = f.flags();
-    loop {
-        if cur & DIRTY == 0 || cur & ORPHAN != 0 {
-            return false;
-        }
-        let new = (cur & !DIRTY) | WRITEBACK;
-        match f
-            .state
-            .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => break,
-            Err(now) => cur = now,
-        }
+    if !f.state.start_writeback() {
+        return false;
     }
     inner.nr_dirty.fetch_sub(1, Ordering::Relaxed);
     inner.nr_writeback.fetch_add(1, Ordering::Relaxed);
@@ -200,16 +189,15 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
 pub(crate) fn end_writeback(inner: &Inner, m: &Mapping, id: FrameId, index: u64, ok: bool) {
     let arena = &inner.arena;
     let f = arena.frame(id);
-    if !ok && f.set(DIRTY) {
+    let (redirtied, s) = f.state.end_writeback(ok);
+    if redirtied {
         inner.nr_dirty.fetch_add(1, Ordering::Relaxed);
-        if f.flags() & ORPHAN == 0 {
+        if s & ORPHAN == 0 {
             m.note_dirty(index);
         }
     }
-    f.clear(WRITEBACK);
     inner.nr_writeback.fetch_sub(1, Ordering::Relaxed);
     m.nr_writeback.fetch_sub(1, Ordering::Release);
-    let s = f.flags();
     if s & ORPHAN != 0 {
         if !ok && f.clear(DIRTY) {
             inner.nr_dirty.fetch_sub(1, Ordering::Relaxed);

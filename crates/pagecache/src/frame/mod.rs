@@ -23,25 +23,19 @@ use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+mod state;
+
 use crossbeam_queue::ArrayQueue;
 use parking_lot::RwLock;
 
 /// Index of a frame in the arena.
 pub(crate) type FrameId = u32;
 
-pub(crate) const PIN_MASK: u64 = 0xffff_ffff;
-pub(crate) const UPTODATE: u64 = 1 << 32;
-pub(crate) const DIRTY: u64 = 1 << 33;
-pub(crate) const WRITEBACK: u64 = 1 << 34;
-pub(crate) const RECLAIM: u64 = 1 << 35;
-pub(crate) const REFERENCED: u64 = 1 << 36;
-pub(crate) const ACTIVE: u64 = 1 << 37;
-pub(crate) const ORPHAN: u64 = 1 << 38;
-pub(crate) const FREE: u64 = 1 << 39;
+pub(crate) use state::*;
 
 /// One page-sized slot's metadata; the bytes live in the [`Arena`].
 pub(crate) struct Frame {
-    pub(crate) state: AtomicU64,
+    pub(crate) state: FrameState,
     /// Mapping id and page index; written only by the allocator before the
     /// frame is published in a mapping.
     pub(crate) mapping: AtomicU64,
@@ -55,27 +49,22 @@ pub(crate) struct Frame {
 impl Frame {
     #[inline]
     pub(crate) fn flags(&self) -> u64 {
-        self.state.load(Ordering::Acquire)
+        self.state.load()
     }
 
-    /// Sets `flag`; returns whether it was clear before.
     #[inline]
     pub(crate) fn set(&self, flag: u64) -> bool {
-        self.state.fetch_or(flag, Ordering::AcqRel) & flag == 0
+        self.state.set(flag)
     }
 
-    /// Clears `flag`; returns whether it was set before.
     #[inline]
     pub(crate) fn clear(&self, flag: u64) -> bool {
-        self.state.fetch_and(!flag, Ordering::AcqRel) & flag != 0
+        self.state.clear(flag)
     }
 
-    /// Marks the page accessed without a read-modify-write when already set.
     #[inline]
     pub(crate) fn mark_referenced(&self) {
-        if self.state.load(Ordering::Relaxed) & REFERENCED == 0 {
-            self.state.fetch_or(REFERENCED, Ordering::Relaxed);
-        }
+        self.state.mark_referenced()
     }
 }
 
@@ -107,7 +96,7 @@ impl Arena {
         let base = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
         let frames = (0..nframes)
             .map(|_| Frame {
-                state: AtomicU64::new(FREE),
+                state: FrameState::new_free(),
                 mapping: AtomicU64::new(0),
                 index: AtomicU64::new(0),
                 gen: AtomicU32::new(0),
@@ -153,7 +142,7 @@ impl Arena {
     /// # Safety
     /// No thread may write the frame's bytes for the lifetime `'a`.
     #[inline]
-    pub(crate) unsafe fn page<'a>(&'a self, id: FrameId) -> &'a [u8] {
+    pub(crate) unsafe fn page(&self, id: FrameId) -> &[u8] {
         // SAFETY: in bounds (page_ptr); no concurrent writer per the contract.
         unsafe { std::slice::from_raw_parts(self.page_ptr(id), self.page_size) }
     }
@@ -164,7 +153,7 @@ impl Arena {
     /// No other thread may read or write the frame's bytes for `'a`.
     #[inline]
     #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn page_mut<'a>(&'a self, id: FrameId) -> &'a mut [u8] {
+    pub(crate) unsafe fn page_mut(&self, id: FrameId) -> &mut [u8] {
         // SAFETY: in bounds; exclusive per the contract.
         unsafe { std::slice::from_raw_parts_mut(self.page_ptr(id), self.page_size) }
     }
@@ -173,8 +162,7 @@ impl Arena {
     pub(crate) fn pop_free(&self) -> Option<FrameId> {
         let id = self.free.pop()?;
         let f = self.frame(id);
-        debug_assert_eq!(f.flags(), FREE);
-        f.state.store(1, Ordering::Release);
+        f.state.alloc();
         self.nr_pinned.fetch_add(1, Ordering::Relaxed);
         Some(id)
     }
@@ -196,9 +184,7 @@ impl Arena {
 
     /// Returns a frame fresh from `pop_free` that was never published.
     pub(crate) fn release_unused(&self, id: FrameId) {
-        let f = self.frame(id);
-        debug_assert_eq!(f.flags() & !PIN_MASK, 0);
-        f.state.store(FREE, Ordering::Release);
+        self.frame(id).state.release_unused();
         self.nr_pinned.fetch_sub(1, Ordering::Relaxed);
         self.push_free(id);
     }
@@ -206,7 +192,7 @@ impl Arena {
     /// Adds a pin. Callers hold the owning mapping's index lock (or own the frame).
     #[inline]
     pub(crate) fn pin(&self, id: FrameId) {
-        if self.frame(id).state.fetch_add(1, Ordering::AcqRel) & PIN_MASK == 0 {
+        if self.frame(id).state.pin() {
             self.nr_pinned.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -215,8 +201,7 @@ impl Arena {
     /// this was the last pin.
     #[inline]
     pub(crate) fn unpin(&self, id: FrameId) -> bool {
-        let prev = self.frame(id).state.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(prev & PIN_MASK > 0, "unpin of an unpinned frame");
+        let prev = self.frame(id).state.unpin();
         if prev & PIN_MASK != 1 {
             return false;
         }
@@ -230,22 +215,11 @@ impl Arena {
     /// Frees an orphan (out of any mapping) once it is unpinned and not under
     /// writeback. Exactly one caller wins the CAS.
     pub(crate) fn try_free_orphan(&self, id: FrameId) -> bool {
-        let f = self.frame(id);
-        let mut cur = f.flags();
-        loop {
-            if cur & ORPHAN == 0 || cur & (PIN_MASK | WRITEBACK | FREE) != 0 {
-                return false;
-            }
-            match f
-                .state
-                .compare_exchange(cur, FREE, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    self.push_free(id);
-                    return true;
-                }
-                Err(now) => cur = now,
-            }
+        if self.frame(id).state.try_free_orphan() {
+            self.push_free(id);
+            true
+        } else {
+            false
         }
     }
 }

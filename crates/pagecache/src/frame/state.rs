@@ -1,0 +1,148 @@
+//! The frame state word and every transition on it.
+//!
+//! One `AtomicU64`: pin count in the low 32 bits, flags above. Each
+//! transition that must be atomic with respect to another is one CAS here;
+//! the callers add the locks (mapping index lock for pin vs. free, frame lock
+//! for dirty vs. writeback start). `frame/tests/loom_state.rs` model-checks
+//! these functions under those locks.
+
+use std::sync::atomic::Ordering;
+
+use crate::sync::AtomicU64;
+
+pub(crate) const PIN_MASK: u64 = 0xffff_ffff;
+/// The page's bytes are valid (read-in finished).
+pub(crate) const UPTODATE: u64 = 1 << 32;
+/// The bytes differ from the backend's.
+pub(crate) const DIRTY: u64 = 1 << 33;
+/// An I/O is reading the bytes; writers must wait.
+pub(crate) const WRITEBACK: u64 = 1 << 34;
+/// Reclaim wants the frame: free it when its writeback completes.
+pub(crate) const RECLAIM: u64 = 1 << 35;
+/// Accessed since reclaim last looked.
+pub(crate) const REFERENCED: u64 = 1 << 36;
+/// On the active list.
+pub(crate) const ACTIVE: u64 = 1 << 37;
+/// Out of its mapping (truncated, or a failed read-in): free on last unpin.
+pub(crate) const ORPHAN: u64 = 1 << 38;
+/// On the free list.
+pub(crate) const FREE: u64 = 1 << 39;
+
+/// A frame's state word.
+pub(crate) struct FrameState(AtomicU64);
+
+impl FrameState {
+    pub(crate) fn new_free() -> Self {
+        FrameState(AtomicU64::new(FREE))
+    }
+
+    #[inline]
+    pub(crate) fn load(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Sets `flag`; returns whether it was clear before.
+    #[inline]
+    pub(crate) fn set(&self, flag: u64) -> bool {
+        self.0.fetch_or(flag, Ordering::AcqRel) & flag == 0
+    }
+
+    /// Clears `flag`; returns whether it was set before.
+    #[inline]
+    pub(crate) fn clear(&self, flag: u64) -> bool {
+        self.0.fetch_and(!flag, Ordering::AcqRel) & flag != 0
+    }
+
+    /// Sets REFERENCED, skipping the read-modify-write when already set.
+    #[inline]
+    pub(crate) fn mark_referenced(&self) {
+        if self.0.load(Ordering::Relaxed) & REFERENCED == 0 {
+            self.0.fetch_or(REFERENCED, Ordering::Relaxed);
+        }
+    }
+
+    /// FREE → pinned once, no flags: the frame leaves the free list.
+    #[inline]
+    pub(crate) fn alloc(&self) {
+        debug_assert_eq!(self.load(), FREE);
+        self.0.store(1, Ordering::Release);
+    }
+
+    /// Pinned once, never published → FREE.
+    #[inline]
+    pub(crate) fn release_unused(&self) {
+        debug_assert_eq!(self.load() & !PIN_MASK, 0);
+        self.0.store(FREE, Ordering::Release);
+    }
+
+    /// Adds a pin; returns whether the count was zero.
+    #[inline]
+    pub(crate) fn pin(&self) -> bool {
+        self.0.fetch_add(1, Ordering::AcqRel) & PIN_MASK == 0
+    }
+
+    /// Drops a pin; returns the state before.
+    #[inline]
+    pub(crate) fn unpin(&self) -> u64 {
+        let prev = self.0.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(prev & PIN_MASK > 0, "unpin of an unpinned frame");
+        prev
+    }
+
+    /// Clean, unpinned, not under writeback, still mapped → FREE. The caller
+    /// holds the mapping's index lock exclusively, so no pin can race in.
+    pub(crate) fn try_reclaim(&self) -> bool {
+        let cur = self.load();
+        if cur & (PIN_MASK | DIRTY | WRITEBACK | FREE | ORPHAN) != 0 {
+            return false;
+        }
+        self.0
+            .compare_exchange(cur, FREE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// ORPHAN, unpinned, not under writeback → FREE. Exactly one caller wins.
+    pub(crate) fn try_free_orphan(&self) -> bool {
+        let mut cur = self.load();
+        loop {
+            if cur & ORPHAN == 0 || cur & (PIN_MASK | WRITEBACK | FREE) != 0 {
+                return false;
+            }
+            match self
+                .0
+                .compare_exchange(cur, FREE, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// DIRTY → WRITEBACK (the kernel's `folio_clear_dirty_for_io` +
+    /// `folio_start_writeback`). The caller holds the frame's read lock, so
+    /// no writer is between copying bytes and setting DIRTY.
+    pub(crate) fn start_writeback(&self) -> bool {
+        let mut cur = self.load();
+        loop {
+            if cur & (DIRTY | WRITEBACK | ORPHAN) != DIRTY {
+                return false;
+            }
+            let new = (cur & !DIRTY) | WRITEBACK;
+            match self
+                .0
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Ends writeback. On failure DIRTY is set before WRITEBACK clears, so the
+    /// page is never clean with unwritten data. Returns (re-dirtied, state after).
+    pub(crate) fn end_writeback(&self, ok: bool) -> (bool, u64) {
+        let redirtied = !ok && self.set(DIRTY);
+        let after = self.0.fetch_and(!WRITEBACK, Ordering::AcqRel) & !WRITEBACK;
+        (redirtied, after)
+    }
+}
