@@ -1,0 +1,118 @@
+//! A backend that records how it is called, for the invariant tests.
+#![allow(dead_code)]
+
+use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pagecache::{Backend, MemBackend};
+
+#[derive(Default)]
+pub struct Calls {
+    /// Vectored writes issued.
+    pub writes: AtomicU64,
+    /// Writes issued by a thread inside a page allocation.
+    pub writes_in_allocation: AtomicU64,
+    /// Bytes written.
+    pub bytes: AtomicU64,
+    /// Largest single write in bytes.
+    pub max_write: AtomicU64,
+    /// Delay per write, in microseconds.
+    pub write_delay_us: AtomicU64,
+}
+
+/// Wraps a [`MemBackend`]; the test keeps clones of both to inspect.
+#[derive(Clone)]
+pub struct ProbeBackend {
+    pub mem: MemBackend,
+    pub calls: Arc<Calls>,
+}
+
+impl ProbeBackend {
+    pub fn new() -> Self {
+        ProbeBackend {
+            mem: MemBackend::new(),
+            calls: Arc::default(),
+        }
+    }
+
+    pub fn with_delay(self, d: Duration) -> Self {
+        self.calls
+            .write_delay_us
+            .store(d.as_micros() as u64, Ordering::Relaxed);
+        self
+    }
+
+    pub fn writes(&self) -> u64 {
+        self.calls.writes.load(Ordering::Relaxed)
+    }
+
+    pub fn writes_in_allocation(&self) -> u64 {
+        self.calls.writes_in_allocation.load(Ordering::Relaxed)
+    }
+}
+
+impl Backend for ProbeBackend {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.mem.read_at(buf, offset)
+    }
+
+    fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        let c = &self.calls;
+        c.writes.fetch_add(1, Ordering::Relaxed);
+        if pagecache::stack::in_allocation() {
+            c.writes_in_allocation.fetch_add(1, Ordering::Relaxed);
+        }
+        let delay = c.write_delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        let n = self.mem.write_vectored_at(bufs, offset)?;
+        c.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        c.max_write.fetch_max(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.mem.sync()
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.mem.len()
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.mem.set_len(len)
+    }
+}
+
+/// Deterministic page content: page `index` at version `v`.
+pub fn page_bytes(ps: usize, index: u64, v: u64) -> Vec<u8> {
+    let mut x =
+        index.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ v.wrapping_mul(0xd1b5_4a32_d192_ed03) ^ 1;
+    (0..ps)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A small xorshift for deterministic randomness in tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
