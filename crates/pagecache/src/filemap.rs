@@ -49,7 +49,7 @@ pub(crate) fn get_page<'a>(
             if f.flags() & UPTODATE != 0 {
                 f.mark_referenced();
                 inc(&inner.counters.hits);
-                crate::stats::thread_hit(true);
+                crate::stats::thread_update(|t| t.hits += 1);
                 return Ok((id, None));
             }
             // The read-in failed and the filler took the page out; retry, so
@@ -58,7 +58,7 @@ pub(crate) fn get_page<'a>(
             continue;
         }
         inc(&inner.counters.misses);
-        crate::stats::thread_hit(false);
+        crate::stats::thread_update(|t| t.misses += 1);
         let id = reclaim::alloc_frame(inner)?;
         let f = arena.frame(id);
         let guard = f.lock.write();

@@ -49,4 +49,4 @@ pub use config::{Config, Policy, Watermarks, MIN_FRAMES};
 pub use error::{Error, Result};
 pub use file::File;
 pub use guard::{PageReadGuard, PageWriteGuard};
-pub use stats::{thread_hits_misses, Events, Stats};
+pub use stats::{thread_hits_misses, thread_stats, Events, Stats, ThreadStats};

@@ -153,21 +153,48 @@ impl std::fmt::Display for Stats {
     }
 }
 
-thread_local! {
-    static THREAD: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+/// What the calling thread itself went through: lets a benchmark or a test
+/// report per role (a reader is never dirty-throttled, invariant 4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadStats {
+    /// Page lookups that hit.
+    pub hits: u64,
+    /// Page lookups that missed.
+    pub misses: u64,
+    /// Pauses imposed on this thread by the dirty throttle.
+    pub dirty_throttle_events: u64,
+    /// Waits of this thread in the reclaim throttle.
+    pub reclaim_throttle_events: u64,
 }
 
-/// Hits and misses of page lookups made by the calling thread, since it
-/// started: lets a benchmark report hit ratios per role.
-pub fn thread_hits_misses() -> (u64, u64) {
+thread_local! {
+    static THREAD: std::cell::Cell<ThreadStats> = const {
+        std::cell::Cell::new(ThreadStats {
+            hits: 0,
+            misses: 0,
+            dirty_throttle_events: 0,
+            reclaim_throttle_events: 0,
+        })
+    };
+}
+
+/// The calling thread's own counts since it started.
+pub fn thread_stats() -> ThreadStats {
     THREAD.with(|t| t.get())
 }
 
+/// Hits and misses of page lookups made by the calling thread.
+pub fn thread_hits_misses() -> (u64, u64) {
+    let t = thread_stats();
+    (t.hits, t.misses)
+}
+
 #[inline]
-pub(crate) fn thread_hit(hit: bool) {
+pub(crate) fn thread_update(f: impl FnOnce(&mut ThreadStats)) {
     THREAD.with(|t| {
-        let (h, m) = t.get();
-        t.set(if hit { (h + 1, m) } else { (h, m + 1) });
+        let mut s = t.get();
+        f(&mut s);
+        t.set(s);
     });
 }
 

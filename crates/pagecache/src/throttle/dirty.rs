@@ -153,6 +153,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         inner.writeback.kick_background();
         inner.progress.wait(seen, MAX_PAUSE);
         inc(&inner.counters.dirty_throttle_events);
+        crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
         let written = inner.counters.writeback_pages.load(Ordering::Relaxed);
         if written != last_progress.0 {
             last_progress = (written, Instant::now());
@@ -184,6 +185,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         DEBT.with(|d| d.set(0));
         std::thread::sleep(pause);
         inc(&inner.counters.dirty_throttle_events);
+        crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
     }
     let waited = start.elapsed();
     if waited >= MIN_PAUSE {

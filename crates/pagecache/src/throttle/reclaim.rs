@@ -17,6 +17,7 @@ pub(crate) fn wait(inner: &Inner, seen: u64) {
     inner.writeback.kick_background();
     inner.progress.wait(seen, TICK);
     inc(&inner.counters.reclaim_throttle_events);
+    crate::stats::thread_update(|t| t.reclaim_throttle_events += 1);
     add(
         &inner.counters.reclaim_throttle_ns,
         start.elapsed().as_nanos() as u64,

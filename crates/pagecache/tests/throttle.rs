@@ -1,0 +1,121 @@
+//! The dirty throttle (invariant 5) and readers not paying for writers
+//! (invariant 4).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{page_bytes, ProbeBackend};
+use pagecache::{Config, PageCache};
+
+const PS: usize = 4096;
+
+#[test]
+fn dirty_pages_stay_near_the_limit_under_a_fast_writer() {
+    let frames = 512;
+    let cache = PageCache::new(
+        Config::new(frames * PS)
+            .dirty_ratio(20)
+            .dirty_background_ratio(10)
+            .max_io(16 * PS)
+            .io_depth(1),
+    )
+    .unwrap();
+    let limit = frames * 20 / 100;
+    let freerun = (frames * 10 / 100 + limit) / 2;
+    // ~16 pages per 4 ms: far slower than a memcpy writer.
+    let probe = ProbeBackend::new().with_delay(Duration::from_millis(4));
+    let file = cache.open_backend(probe).unwrap();
+    let peak = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let st = cache.stats();
+                peak.fetch_max(st.dirty + st.writeback, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        let writers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let file = file.clone();
+                s.spawn(move || {
+                    for i in 0..600u64 {
+                        let index = t * 100_000 + i;
+                        file.write_at(&page_bytes(PS, index, 0), index * PS as u64)
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    let ev = cache.stats().events;
+    let peak = peak.load(Ordering::Relaxed);
+    // Two writers each dirty at most one page past the check.
+    assert!(peak <= limit + 2, "peak {peak} over limit {limit}");
+    assert!(
+        peak >= freerun,
+        "peak {peak} never reached the throttled zone ({freerun})"
+    );
+    assert!(ev.dirty_throttle_events >= 20, "{ev:?}");
+    // Many short pauses, not a few long stalls.
+    let mean_ns = ev.dirty_throttle_ns / ev.dirty_throttle_events.max(1);
+    assert!(mean_ns < 60_000_000, "mean pause {mean_ns} ns");
+}
+
+#[test]
+fn readers_of_resident_pages_are_never_dirty_throttled() {
+    let frames = 256;
+    let cache = PageCache::new(
+        Config::new(frames * PS)
+            .dirty_ratio(20)
+            .dirty_background_ratio(10),
+    )
+    .unwrap();
+    let probe = ProbeBackend::new().with_delay(Duration::from_millis(3));
+    let hot = cache
+        .open_backend(pagecache::MemBackend::with_contents(vec![7u8; 32 * PS]))
+        .unwrap();
+    let cold = cache.open_backend(probe).unwrap();
+    let mut buf = vec![0u8; PS];
+    for i in 0..32 {
+        hot.read_at(&mut buf, i * PS as u64).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..1500u64 {
+                cold.write_at(&[1u8; PS], i * PS as u64).unwrap();
+            }
+            assert!(pagecache::thread_stats().dirty_throttle_events > 0);
+            stop.store(true, Ordering::Relaxed);
+        });
+        s.spawn(|| {
+            let mut buf = vec![0u8; PS];
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) || reads < 1000 {
+                let i = reads % 32;
+                hot.read_at(&mut buf, i * PS as u64).unwrap();
+                assert!(buf.iter().all(|&b| b == 7));
+                reads += 1;
+            }
+            // The reader dirtied nothing: never paced, never waited for
+            // reclaim, and all of its lookups hit.
+            let me = pagecache::thread_stats();
+            assert_eq!(me.dirty_throttle_events, 0);
+            assert_eq!(me.reclaim_throttle_events, 0);
+            assert_eq!(me.misses, 0);
+            assert!(me.hits >= 1000);
+        });
+    });
+    let ev = cache.stats().events;
+    assert!(
+        ev.dirty_throttle_events > 0,
+        "the writer must have been paced: {ev:?}"
+    );
+}
