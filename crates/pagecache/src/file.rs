@@ -63,6 +63,14 @@ impl File {
         self.m().path.as_deref()
     }
 
+    /// A new open of the same file (like opening `/proc/self/fd/N`): it shares
+    /// the cached pages but has its own writeback-error cursor, so it reports
+    /// an error the other opens have already seen only if nobody had seen it.
+    pub fn reopen(&self) -> File {
+        self.m().handles.fetch_add(1, Ordering::AcqRel);
+        File::new(self.open.owner.clone(), self.m().clone())
+    }
+
     /// Reads into `buf` from `offset`; like `FileExt::read_at`, returns fewer
     /// bytes only at end of file, and 0 at or past it.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
