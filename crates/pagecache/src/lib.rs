@@ -43,7 +43,7 @@ mod truncate;
 mod wait;
 mod writeback;
 
-pub use backend::{Backend, FileBackend, MemBackend};
+pub use backend::{Backend, Fault, FaultBackend, FaultStats, FileBackend, MemBackend};
 pub use cache::PageCache;
 pub use config::{Config, Policy, Watermarks, MIN_FRAMES};
 pub use error::{Error, Result};

@@ -6,9 +6,11 @@
 
 use std::io::{self, IoSlice};
 
+mod fault;
 mod file;
 mod mem;
 
+pub use fault::{Fault, FaultBackend, FaultStats};
 pub use file::FileBackend;
 pub use mem::MemBackend;
 
