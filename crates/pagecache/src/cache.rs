@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::file::File;
 use crate::frame::Arena;
 use crate::lru::Lru;
-use crate::mapping::Mapping;
+use crate::mapping::{Inode, Mapping};
 use crate::stats::{Counters, Stats};
 use crate::throttle::dirty::Bandwidth;
 use crate::wait::WaitQueue;
@@ -26,7 +26,9 @@ use crate::{reclaim, writeback};
 #[derive(Default)]
 pub(crate) struct Registry {
     pub(crate) by_id: HashMap<u64, Arc<Mapping>>,
-    by_path: HashMap<PathBuf, u64>,
+    /// Files opened by path, keyed by (device, inode) like the kernel's
+    /// inode cache: a rename keeps the mapping, a new file gets a new one.
+    by_inode: HashMap<(u64, u64), u64>,
 }
 
 /// State shared by handles and background threads.
@@ -79,19 +81,24 @@ impl Inner {
             return;
         }
         reg.by_id.remove(&m.id);
-        if let Some(p) = &m.path {
-            if reg.by_path.get(p) == Some(&m.id) {
-                reg.by_path.remove(p);
+        if let Some(inode) = &m.inode {
+            if reg.by_inode.get(&inode.key) == Some(&m.id) {
+                reg.by_inode.remove(&inode.key);
             }
         }
     }
 
-    fn register(&self, backend: Box<dyn Backend>, path: Option<PathBuf>) -> Result<Arc<Mapping>> {
+    fn register(
+        &self,
+        backend: Box<dyn Backend>,
+        path: Option<PathBuf>,
+        inode: Option<Inode>,
+    ) -> Result<Arc<Mapping>> {
         let size = backend
             .len()
             .map_err(|e| Error::io("reading the backend's length", path.clone(), e))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        Ok(Arc::new(Mapping::new(id, backend, path, size)))
+        Ok(Arc::new(Mapping::new(id, backend, path, size, inode)))
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -246,39 +253,39 @@ impl PageCache {
     }
 
     fn open_with(&self, path: &Path, create: bool) -> Result<File> {
-        let backend = FileBackend::open(path, create)
-            .map_err(|e| Error::io("opening", Some(path.to_path_buf()), e))?;
-        let canon = std::fs::canonicalize(path)
-            .map_err(|e| Error::io("resolving", Some(path.to_path_buf()), e))?;
+        let err = |what, e| Error::io(what, Some(path.to_path_buf()), e);
+        let backend = FileBackend::open(path, create).map_err(|e| err("opening", e))?;
+        let inode = Inode::of(backend.file()).map_err(|e| err("inspecting", e))?;
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let inner = self.inner();
-        let mapping = {
-            let mut reg = inner.registry.write();
-            let existing = reg
-                .by_path
-                .get(&canon)
-                .and_then(|id| reg.by_id.get(id))
-                .cloned();
-            match existing {
-                Some(m) => {
-                    m.handles.fetch_add(1, Ordering::AcqRel);
-                    m
-                }
-                None => {
-                    let m = inner.register(Box::new(backend), Some(canon.clone()))?;
-                    m.handles.fetch_add(1, Ordering::AcqRel);
-                    reg.by_path.insert(canon, m.id);
-                    reg.by_id.insert(m.id, m.clone());
-                    m
-                }
+        let mut reg = inner.registry.write();
+        let existing = reg
+            .by_inode
+            .get(&inode.key)
+            .and_then(|id| reg.by_id.get(id))
+            .cloned();
+        // A mapping whose file was deleted keeps its pages until written and
+        // evicted, but a new file that reuses the inode number is not it.
+        let live = existing.filter(|m| m.inode.as_ref().is_some_and(Inode::linked));
+        let mapping = match live {
+            Some(m) => m,
+            None => {
+                let key = inode.key;
+                let m = inner.register(Box::new(backend), Some(path), Some(inode))?;
+                reg.by_inode.insert(key, m.id);
+                reg.by_id.insert(m.id, m.clone());
+                m
             }
         };
+        mapping.handles.fetch_add(1, Ordering::AcqRel);
+        drop(reg);
         Ok(File::new(self.owner.clone(), mapping))
     }
 
     /// Caches a user-supplied backend. Each call makes a separate mapping.
     pub fn open_backend(&self, backend: impl Backend) -> Result<File> {
         let inner = self.inner();
-        let m = inner.register(Box::new(backend), None)?;
+        let m = inner.register(Box::new(backend), None, None)?;
         m.handles.fetch_add(1, Ordering::AcqRel);
         inner.registry.write().by_id.insert(m.id, m.clone());
         Ok(File::new(self.owner.clone(), m))

@@ -44,11 +44,36 @@ pub(crate) struct DirtyIndex {
     pub(crate) since: Option<Instant>,
 }
 
+/// The file under a mapping opened by path: its identity, and a descriptor
+/// to ask whether it still has a name.
+pub(crate) struct Inode {
+    pub(crate) key: (u64, u64),
+    file: std::fs::File,
+}
+
+impl Inode {
+    pub(crate) fn of(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata()?;
+        Ok(Inode {
+            key: (meta.dev(), meta.ino()),
+            file: file.try_clone()?,
+        })
+    }
+
+    /// Whether the file still has a directory entry.
+    pub(crate) fn linked(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
+    }
+}
+
 /// One cached file.
 pub(crate) struct Mapping {
     pub(crate) id: u64,
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) path: Option<PathBuf>,
+    pub(crate) inode: Option<Inode>,
     pub(crate) pages: RwLock<PageIndex>,
     pub(crate) dirty: Mutex<DirtyIndex>,
     /// Logical file size (the kernel's `i_size`).
@@ -79,11 +104,13 @@ impl Mapping {
         backend: Box<dyn Backend>,
         path: Option<PathBuf>,
         size: u64,
+        inode: Option<Inode>,
     ) -> Self {
         Mapping {
             id,
             backend,
             path,
+            inode,
             pages: RwLock::new(PageIndex::default()),
             dirty: Mutex::new(DirtyIndex::default()),
             size: AtomicU64::new(size),

@@ -25,6 +25,11 @@ impl FileBackend {
         Ok(FileBackend { file })
     }
 
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// Wraps an already open file (it must be readable and writable).
     pub fn from_file(file: File) -> Self {
         FileBackend { file }
