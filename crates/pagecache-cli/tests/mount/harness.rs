@@ -1,0 +1,242 @@
+//! Starting and stopping a `pagecache mount` child, and skipping when the
+//! machine cannot run it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pagecache")
+}
+
+/// Whether missing system pieces fail the test instead of skipping it.
+fn required() -> bool {
+    std::env::var("PAGECACHE_REQUIRE_SYSTEM_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// Returns true when `problem` is `None`; otherwise skips loudly (returns
+/// false) or, when system tests are required, panics.
+pub fn available(test: &str, problem: Option<String>) -> bool {
+    let Some(problem) = problem else { return true };
+    if required() {
+        panic!("{test}: {problem}, and PAGECACHE_REQUIRE_SYSTEM_TESTS=1");
+    }
+    eprintln!();
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!!! SKIPPING {test}: {problem}");
+    eprintln!("!!! (set PAGECACHE_REQUIRE_SYSTEM_TESTS=1 to make this a failure)");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!();
+    false
+}
+
+/// Why FUSE mounts cannot run here, if they cannot.
+pub fn fuse_problem() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    if !nix::unistd::geteuid().is_root() && which("fusermount3").is_none() {
+        return Some("not root and no fusermount3 to mount with".into());
+    }
+    None
+}
+
+/// Why `tool` cannot run here, if it cannot.
+pub fn tool_problem(tool: &str) -> Option<String> {
+    match which(tool) {
+        Some(_) => None,
+        None => Some(format!("{tool} is not installed")),
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Whether `path` is a mount point now.
+pub fn is_mounted(path: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// A running `pagecache mount` over a temporary SOURCE_DIR.
+pub struct Mount {
+    child: Option<Child>,
+    /// SOURCE_DIR.
+    pub source: PathBuf,
+    /// MOUNTPOINT.
+    pub mnt: PathBuf,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+/// How to stop a mount.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// SIGTERM to the process.
+    Term,
+    /// SIGINT to the process.
+    Int,
+    /// `umount MOUNTPOINT`.
+    Umount,
+}
+
+impl Mount {
+    /// Starts `pagecache mount ARGS SOURCE MNT` and waits until it is mounted.
+    pub fn start(args: &[&str]) -> Mount {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like [`Mount::start`], filling SOURCE_DIR with `fill` first.
+    pub fn start_with(args: &[&str], fill: impl FnOnce(&Path)) -> Mount {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = dir.path().join("source");
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&source).unwrap();
+        fs::create_dir(&mnt).unwrap();
+        fill(&source);
+        let log = dir.path().join("mount.log");
+        let out = fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .arg("mount")
+            .args(args)
+            .arg(&source)
+            .arg(&mnt)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("spawning pagecache mount");
+        let mut m = Mount {
+            child: Some(child),
+            source,
+            mnt,
+            log,
+            _dir: dir,
+        };
+        while !is_mounted(&m.mnt) {
+            if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                m.child = None;
+                panic!(
+                    "pagecache mount exited with {status} before mounting:\n{}",
+                    m.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        m
+    }
+
+    /// What the mount process printed.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the mount as `how` and waits for the process; returns its status.
+    pub fn stop(&mut self, how: Stop) -> ExitStatus {
+        let mut child = self.child.take().expect("mount already stopped");
+        match how {
+            Stop::Term | Stop::Int => {
+                let sig = if matches!(how, Stop::Term) {
+                    Signal::SIGTERM
+                } else {
+                    Signal::SIGINT
+                };
+                kill(Pid::from_raw(child.id() as i32), sig).expect("signalling the mount");
+            }
+            Stop::Umount => {
+                let st = Command::new("umount")
+                    .arg(&self.mnt)
+                    .status()
+                    .expect("umount");
+                assert!(st.success(), "umount failed: {st}");
+            }
+        }
+        let status = child.wait().expect("waiting for the mount");
+        assert!(
+            !is_mounted(&self.mnt),
+            "still mounted after the process exited"
+        );
+        status
+    }
+
+    /// Stops as `how` and asserts a clean exit.
+    pub fn stop_ok(&mut self, how: Stop) {
+        let status = self.stop(how);
+        assert!(
+            status.success(),
+            "mount exited with {status}:\n{}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let _ = child.wait();
+        }
+        if is_mounted(&self.mnt) {
+            let _ = nix::mount::umount2(&self.mnt, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// One entry of a tree snapshot.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub enum Entry {
+    /// A directory.
+    Dir,
+    /// A regular file and its content.
+    File(Vec<u8>),
+    /// A symlink and its target.
+    Link(PathBuf),
+    /// Anything else, by mode.
+    Other(u32),
+}
+
+/// Everything under `root` (relative path → entry), links counted per inode.
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Entry, u64)> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (Entry, u64)>) {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        let md = fs::symlink_metadata(&path).unwrap();
+        let rel = path.strip_prefix(root).unwrap().to_path_buf();
+        let entry = if md.is_dir() {
+            walk(root, &path, out);
+            Entry::Dir
+        } else if md.is_symlink() {
+            Entry::Link(fs::read_link(&path).unwrap())
+        } else if md.is_file() {
+            Entry::File(fs::read(&path).unwrap())
+        } else {
+            Entry::Other(md.mode())
+        };
+        let nlink = if md.is_dir() { 0 } else { md.nlink() };
+        out.insert(rel, (entry, nlink));
+    }
+}

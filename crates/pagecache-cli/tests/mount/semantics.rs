@@ -1,0 +1,271 @@
+//! File semantics through `std::fs`: the mount must behave like a plain
+//! directory.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::harness::{available, fuse_problem, snapshot, Mount, Stop};
+
+/// Runs a fixed sequence of operations under `root`, returning what each
+/// observed (results, errors, listings, contents).
+fn script(root: &Path) -> Vec<String> {
+    let mut log = Vec::new();
+    let mut note = |what: &str, r: std::io::Result<String>| {
+        log.push(match r {
+            Ok(v) => format!("{what}: ok {v}"),
+            Err(e) => format!("{what}: err {:?}", e.kind()),
+        });
+    };
+    let p = |rel: &str| root.join(rel);
+    let list = |rel: &str| -> std::io::Result<String> {
+        let mut names: Vec<String> = fs::read_dir(root.join(rel))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        Ok(names.join(","))
+    };
+    let read = |rel: &str| -> std::io::Result<String> {
+        let data = fs::read(root.join(rel))?;
+        Ok(format!(
+            "{} bytes, sum {}",
+            data.len(),
+            data.iter().map(|&b| b as u64).sum::<u64>()
+        ))
+    };
+
+    note(
+        "write a",
+        fs::write(p("a"), b"hello, world\n").map(|_| String::new()),
+    );
+    note("read a", read("a"));
+    note(
+        "create_new a",
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p("a"))
+            .map(|_| String::new()),
+    );
+    note(
+        "append a",
+        (|| {
+            let mut f = OpenOptions::new().append(true).open(p("a"))?;
+            f.write_all(b"more\n")?;
+            f.write_all(b"and more\n")?;
+            Ok(String::new())
+        })(),
+    );
+    note("read a", read("a"));
+    note(
+        "sparse b",
+        (|| {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(p("b"))?;
+            f.write_all_at(&[7u8; 10000], 100_000)?;
+            f.write_all_at(b"head", 0)?;
+            f.sync_all()?;
+            Ok(format!("len {}", f.metadata()?.len()))
+        })(),
+    );
+    note("read b", read("b"));
+    note(
+        "read b middle",
+        (|| {
+            let mut f = fs::File::open(p("b"))?;
+            f.seek(SeekFrom::Start(99_998))?;
+            let mut buf = [0u8; 6];
+            f.read_exact(&mut buf)?;
+            Ok(format!("{buf:?}"))
+        })(),
+    );
+    note(
+        "truncate b shorter",
+        (|| {
+            let f = OpenOptions::new().write(true).open(p("b"))?;
+            f.set_len(50_001)?;
+            Ok(format!("len {}", fs::metadata(p("b"))?.len()))
+        })(),
+    );
+    note("read b", read("b"));
+    note(
+        "truncate b longer",
+        (|| {
+            let f = OpenOptions::new().write(true).open(p("b"))?;
+            f.set_len(70_000)?;
+            Ok(format!("len {}", f.metadata()?.len()))
+        })(),
+    );
+    note("read b", read("b"));
+    note(
+        "truncate by open",
+        (|| {
+            let mut f = OpenOptions::new().write(true).truncate(true).open(p("b"))?;
+            f.write_all(b"short")?;
+            Ok(String::new())
+        })(),
+    );
+    note("read b", read("b"));
+    note("mkdir d", fs::create_dir(p("d")).map(|_| String::new()));
+    note(
+        "mkdir d again",
+        fs::create_dir(p("d")).map(|_| String::new()),
+    );
+    note(
+        "mkdir d/e/f",
+        fs::create_dir_all(p("d/e/f")).map(|_| String::new()),
+    );
+    note(
+        "write d/e/f/x",
+        fs::write(p("d/e/f/x"), vec![42u8; 70_000]).map(|_| String::new()),
+    );
+    note(
+        "rename a -> d/a2",
+        fs::rename(p("a"), p("d/a2")).map(|_| String::new()),
+    );
+    note("read a", read("a"));
+    note("read d/a2", read("d/a2"));
+    note(
+        "write c",
+        fs::write(p("c"), b"c content").map(|_| String::new()),
+    );
+    note(
+        "rename c over d/a2",
+        fs::rename(p("c"), p("d/a2")).map(|_| String::new()),
+    );
+    note("read d/a2", read("d/a2"));
+    note(
+        "rename dir d/e -> g",
+        fs::rename(p("d/e"), p("g")).map(|_| String::new()),
+    );
+    note("read g/f/x", read("g/f/x"));
+    note(
+        "append g/f/x",
+        (|| {
+            let mut f = OpenOptions::new().append(true).open(p("g/f/x"))?;
+            f.write_all(b"tail")?;
+            Ok(String::new())
+        })(),
+    );
+    note("read g/f/x", read("g/f/x"));
+    note(
+        "rmdir g (not empty)",
+        fs::remove_dir(p("g")).map(|_| String::new()),
+    );
+    note(
+        "unlink g/f/x",
+        fs::remove_file(p("g/f/x")).map(|_| String::new()),
+    );
+    note(
+        "unlink g/f/x again",
+        fs::remove_file(p("g/f/x")).map(|_| String::new()),
+    );
+    note("rmdir g/f", fs::remove_dir(p("g/f")).map(|_| String::new()));
+    note("rmdir g", fs::remove_dir(p("g")).map(|_| String::new()));
+    note(
+        "unlink missing",
+        fs::remove_file(p("nope")).map(|_| String::new()),
+    );
+    note(
+        "open missing",
+        fs::File::open(p("nope")).map(|_| String::new()),
+    );
+    note(
+        "hard link",
+        fs::hard_link(p("d/a2"), p("h")).map(|_| String::new()),
+    );
+    note(
+        "write via link",
+        (|| {
+            let f = OpenOptions::new().write(true).open(p("h"))?;
+            f.write_all_at(b"C", 0)?;
+            Ok(String::new())
+        })(),
+    );
+    note("read d/a2", read("d/a2"));
+    note(
+        "symlink",
+        std::os::unix::fs::symlink("d/a2", p("s")).map(|_| String::new()),
+    );
+    note(
+        "readlink",
+        fs::read_link(p("s")).map(|t| t.display().to_string()),
+    );
+    note("read through symlink", read("s"));
+    note(
+        "unlink while open",
+        (|| {
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p("tmp"))?;
+            f.write_all(b"temporary")?;
+            fs::remove_file(p("tmp"))?;
+            f.write_all(b" still usable")?;
+            let mut s = String::new();
+            f.seek(SeekFrom::Start(0))?;
+            f.read_to_string(&mut s)?;
+            Ok(s)
+        })(),
+    );
+    note(
+        "replace open file by rename",
+        (|| {
+            fs::write(p("r1"), b"first")?;
+            let f = fs::File::open(p("r1"))?;
+            fs::write(p("r2"), b"second")?;
+            fs::rename(p("r2"), p("r1"))?;
+            let mut old = String::new();
+            (&f).read_to_string(&mut old)?;
+            let new = fs::read_to_string(p("r1"))?;
+            Ok(format!("{old}/{new}"))
+        })(),
+    );
+    note(
+        "recreate after unlink",
+        (|| {
+            fs::write(p("re"), vec![1u8; 9000])?;
+            fs::remove_file(p("re"))?;
+            fs::write(p("re"), b"new")?;
+            fs::read_to_string(p("re"))
+        })(),
+    );
+    note("list root", list(""));
+    note("list d", list("d"));
+    note(
+        "len d/a2",
+        fs::metadata(p("d/a2")).map(|m| m.len().to_string()),
+    );
+    log
+}
+
+#[test]
+fn file_semantics_match_a_plain_directory() {
+    if !available("file_semantics_match_a_plain_directory", fuse_problem()) {
+        return;
+    }
+    let plain = tempfile::tempdir().unwrap();
+    let expected = script(plain.path());
+
+    let mut m = Mount::start(&["--memory", "1M"]);
+    let got = script(&m.mnt);
+    for (e, g) in expected.iter().zip(&got) {
+        assert_eq!(e, g, "plain directory vs mount");
+    }
+    assert_eq!(expected.len(), got.len());
+    let through_mount = snapshot(&m.mnt);
+    assert_eq!(snapshot(plain.path()), through_mount);
+    m.stop_ok(Stop::Term);
+    assert_eq!(
+        snapshot(&m.source),
+        through_mount,
+        "SOURCE_DIR after unmount"
+    );
+}
