@@ -27,6 +27,9 @@ enum Cmd {
     Mount(mount::Args),
     /// Print the counters of a running mount.
     Stat(mount::StatArgs),
+    /// Internal: the `kernel` policy's child process of `bench`.
+    #[command(hide = true)]
+    BenchKernelChild(bench::KernelChildArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Mount(a) => mount::run(a),
         Cmd::Stat(a) => mount::stat(a),
+        Cmd::BenchKernelChild(a) => bench::kernel_child(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

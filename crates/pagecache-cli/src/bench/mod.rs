@@ -1,12 +1,154 @@
-//! `pagecache bench`: workloads × policies, side by side.
+//! `pagecache bench`: every workload × policy side by side, with the kernel
+//! page cache as the anchor (DESIGN §5, §7).
+//!
+//! The library's policies run in this process over files opened with
+//! `O_DIRECT`, so the cache's budget is the only memory their pages live in;
+//! the `kernel` policy runs the same workload code in a child process through
+//! buffered `pread`/`pwrite`, held to the same budget by a memory cgroup.
+//! Every run starts cold: files are written with `O_DIRECT` just before it.
+
+mod args;
+mod block;
+mod kernel;
+mod lru_sim;
+mod machine;
+mod plot;
+mod record;
+mod report;
+mod store;
+mod workloads;
+
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+pub use args::Args;
+use args::{Plan, PolicyKind};
+pub use kernel::{child as kernel_child, ChildArgs as KernelChildArgs};
+use report::{Report, RunResult};
+use store::CacheStore;
+use workloads::Params;
 
 use crate::CliError;
 
-/// Arguments of `pagecache bench`.
-#[derive(clap::Args)]
-pub struct Args {}
-
 /// Runs the benchmark.
-pub fn run(_args: Args) -> Result<(), CliError> {
-    Err(CliError::Usage("bench is not implemented yet".into()))
+pub fn run(a: Args) -> Result<(), CliError> {
+    let plan = Plan::from_args(a)?;
+    std::fs::create_dir_all(&plan.dir)
+        .map_err(|e| CliError::io("creating", Some(plan.dir.clone()), e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("pagecache-bench-")
+        .tempdir_in(&plan.dir)
+        .map_err(|e| {
+            CliError::io(
+                "creating a temporary directory in",
+                Some(plan.dir.clone()),
+                e,
+            )
+        })?;
+    std::fs::create_dir_all(&plan.report)
+        .map_err(|e| CliError::io("creating", Some(plan.report.clone()), e))?;
+
+    let total = plan.workloads.len() * plan.policies.len();
+    let pb = ProgressBar::new(total as u64 + 1);
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb.set_message("device sequential write speed");
+    let machine = machine::Machine::detect();
+    let device = machine::device_seq_write(tmp.path(), Duration::from_secs(2), 1 << 30)?;
+    pb.inc(1);
+
+    let mut runs: Vec<RunResult> = Vec::new();
+    for (wi, &w) in plan.workloads.iter().enumerate() {
+        for &pol in &plan.policies {
+            pb.set_message(format!("{} / {}", w.name(), pol.name()));
+            let params = Params {
+                workload: w,
+                memory: plan.memory,
+                threads: plan.threads,
+                duration: plan.duration,
+                seed: 0x5EED_0000 + wi as u64,
+            };
+            let run_dir = tmp.path().join(format!("{}-{}", w.name(), pol.name()));
+            std::fs::create_dir_all(&run_dir)
+                .map_err(|e| CliError::io("creating", Some(run_dir.clone()), e))?;
+            let r = run_one(&params, pol, &run_dir)?;
+            let _ = std::fs::remove_dir_all(&run_dir);
+            runs.push(r);
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+
+    let kernel_memory_limited = runs
+        .iter()
+        .filter_map(|r| r.kernel_memory_limited)
+        .reduce(|a, b| a && b);
+    let rep = Report {
+        machine,
+        device_seq_write_bytes_per_sec: device,
+        memory_bytes: plan.memory,
+        threads: plan.threads,
+        duration_secs: plan.duration.as_secs_f64(),
+        kernel_memory_limited,
+        runs,
+    };
+    write_report(&plan, &rep)?;
+    println!("{}\n", report::machine_line(&rep));
+    print!("{}", report::table(&rep.runs));
+    println!("\nreport: {}", plan.report.display());
+    drop(tmp);
+    let bad: Vec<String> = rep
+        .runs
+        .iter()
+        .filter(|r| !r.verified)
+        .map(|r| format!("{}/{}", r.workload, r.policy))
+        .collect();
+    if !bad.is_empty() {
+        return Err(CliError::Check(format!(
+            "data read back differed from what was written in {}",
+            bad.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn run_one(p: &Params, pol: PolicyKind, dir: &Path) -> Result<RunResult, CliError> {
+    let specs = workloads::files(p);
+    let paths = workloads::prepare(dir, &specs)?;
+    match pol {
+        PolicyKind::Cache(policy) => {
+            let store = CacheStore::open(p.memory, policy, &paths)?;
+            let mut r = workloads::run(&store, Some(&store), &specs, p, policy.name())?;
+            r.direct_io = Some(store.direct);
+            if !store.direct {
+                r.notes.push(
+                    "the filesystem refused O_DIRECT: the cache's files went through the kernel page cache too"
+                        .into(),
+                );
+            }
+            drop(store);
+            Ok(r)
+        }
+        PolicyKind::Kernel => kernel::run(p, &specs, &paths, dir),
+    }
+}
+
+fn write_report(plan: &Plan, rep: &Report) -> Result<(), CliError> {
+    let json = serde_json::to_string_pretty(rep)
+        .map_err(|e| CliError::Check(format!("encoding the report: {e}")))?;
+    let main = plan.report.join("bench.json");
+    std::fs::write(&main, &json).map_err(|e| CliError::io("writing", Some(main.clone()), e))?;
+    if let Some(j) = &plan.json {
+        std::fs::write(j, &json).map_err(|e| CliError::io("writing", Some(j.clone()), e))?;
+    }
+    let md = plan.report.join("summary.md");
+    std::fs::write(&md, report::summary_md(rep))
+        .map_err(|e| CliError::io("writing", Some(md.clone()), e))?;
+    plot::all(&plan.report, &rep.runs)?;
+    Ok(())
 }

@@ -1,0 +1,454 @@
+//! The workloads of DESIGN §7, written once against [`Store`] so the library
+//! and the kernel run exactly the same code.
+
+mod hit;
+mod mixed;
+mod randwrite;
+mod readers_writer;
+mod scan;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::args::Workload;
+use super::block::{self, BLOCK};
+use super::record::{Progress, RoleRec};
+use super::report::{RunResult, Throttle, TimePoint, Writeback};
+use super::store::{open_direct, CacheStore, OpError, Snapshot, Store};
+use crate::CliError;
+
+/// Everything a run needs to know, also handed to the kernel child.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub workload: Workload,
+    pub memory: u64,
+    pub threads: usize,
+    pub duration: Duration,
+    pub seed: u64,
+}
+
+impl Params {
+    /// Frames the budget holds.
+    pub fn frames(&self) -> u64 {
+        (self.memory / BLOCK as u64).max(8)
+    }
+}
+
+/// One file a workload uses.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileSpec {
+    pub name: String,
+    /// Tag written into every block, so blocks of different files differ.
+    pub tag: u32,
+    pub blocks: u64,
+    /// Whether the file is written (version 0 of every block) before the run;
+    /// otherwise it starts empty.
+    pub prewrite: bool,
+}
+
+/// The files of a workload, sized from the budget.
+pub fn files(p: &Params) -> Vec<FileSpec> {
+    let f = p.frames();
+    let spec = |name: &str, tag, blocks: u64, prewrite| FileSpec {
+        name: name.to_string(),
+        tag,
+        blocks: blocks.max(1),
+        prewrite,
+    };
+    match p.workload {
+        Workload::Hit => vec![spec("hit", 1, hit::blocks(f), true)],
+        Workload::RandWrite => vec![spec("randwrite", 2, 4 * f, true)],
+        Workload::ReadersVsWriter => vec![
+            spec("readers", 3, readers_writer::reader_blocks(f), true),
+            spec("stream", 4, 4 * f, false),
+        ],
+        Workload::Mixed => vec![spec("mixed", 5, 4 * f, true)],
+        Workload::Scan => vec![
+            spec("hot", 6, scan::hot_blocks(f), true),
+            spec("scan", 7, scan::scan_blocks(f), true),
+        ],
+    }
+}
+
+/// Creates the files in `dir` with version 0 of every block, written with
+/// `O_DIRECT` where possible (else buffered, then synced and dropped from the
+/// kernel page cache), so every policy starts cold.
+pub fn prepare(dir: &Path, specs: &[FileSpec]) -> Result<Vec<PathBuf>, CliError> {
+    let mut paths = Vec::new();
+    for s in specs {
+        let path = dir.join(&s.name);
+        let err = |what: &str, e: std::io::Error| CliError::io(what, Some(path.clone()), e);
+        let _ = std::fs::remove_file(&path);
+        if !s.prewrite {
+            std::fs::File::create(&path).map_err(|e| err("creating", e))?;
+            paths.push(path);
+            continue;
+        }
+        let direct = open_direct(&path, true).map_err(|e| err("creating", e))?;
+        let is_direct = direct.is_some();
+        let mut file = match direct {
+            Some(f) => f,
+            None => std::fs::File::create(&path).map_err(|e| err("creating", e))?,
+        };
+        const CHUNK_BLOCKS: u64 = 256;
+        let mut buf = super::store::AlignedBuf::new(CHUNK_BLOCKS as usize * BLOCK);
+        let mut b = 0;
+        while b < s.blocks {
+            let n = CHUNK_BLOCKS.min(s.blocks - b);
+            let bytes = &mut buf.as_mut_slice()[..n as usize * BLOCK];
+            for (i, chunk) in bytes.chunks_exact_mut(BLOCK).enumerate() {
+                block::fill(chunk, s.tag, b + i as u64, 0);
+            }
+            file.write_all(bytes).map_err(|e| err("writing", e))?;
+            b += n;
+        }
+        rustix::fs::fdatasync(file.as_fd()).map_err(|e| err("syncing", e.into()))?;
+        if !is_direct {
+            drop_cached(&file);
+        }
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+/// Drops a synced file's pages from the kernel page cache.
+pub fn drop_cached(file: &std::fs::File) {
+    let _ = rustix::fs::fadvise(file.as_fd(), 0, None, rustix::fs::Advice::DontNeed);
+}
+
+/// Checks blocks read back, remembering the first difference.
+#[derive(Default)]
+pub struct Checker {
+    reads: u64,
+    pub failures: u64,
+    pub first: Option<String>,
+}
+
+impl Checker {
+    /// Every read: header and last word; every 64th read and `full`: all words.
+    #[inline]
+    pub fn check(&mut self, buf: &[u8], tag: u32, b: u64, version: u32, full: bool) {
+        self.reads += 1;
+        let r = if full || self.reads % 64 == 0 {
+            block::check_full(buf, tag, b, version)
+        } else {
+            block::check_light(buf, tag, b, version)
+        };
+        if let Err(e) = r {
+            self.failures += 1;
+            self.first.get_or_insert(e);
+        }
+    }
+
+    fn merge(&mut self, o: Checker) {
+        self.reads += o.reads;
+        self.failures += o.failures;
+        if self.first.is_none() {
+            self.first = o.first;
+        }
+    }
+}
+
+/// What one worker thread hands back.
+pub struct ThreadOut<T> {
+    /// One record per role, indexed by the workload's role numbers.
+    pub roles: Vec<RoleRec>,
+    pub oom: u64,
+    pub check: Checker,
+    pub state: T,
+}
+
+impl<T: Default> ThreadOut<T> {
+    pub fn new(roles: usize) -> Self {
+        ThreadOut {
+            roles: (0..roles).map(|_| RoleRec::default()).collect(),
+            oom: 0,
+            check: Checker::default(),
+            state: T::default(),
+        }
+    }
+}
+
+/// What a worker is given.
+pub struct Ctx<'a> {
+    pub deadline: Instant,
+    pub progress: &'a Progress,
+}
+
+impl Ctx<'_> {
+    #[inline]
+    pub fn done(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+/// A measured phase: every worker's output, the elapsed time, the store's
+/// counters before and after, and the sampled timeline.
+pub struct Phase<T> {
+    pub outs: Vec<ThreadOut<T>>,
+    pub secs: f64,
+    pub delta: Snapshot,
+    pub timeline: Vec<TimePoint>,
+}
+
+/// Runs `work` on `threads` threads for `duration`, sampling meanwhile.
+pub fn phase<S, T, W>(
+    store: &S,
+    threads: usize,
+    duration: Duration,
+    work: W,
+) -> Result<Phase<T>, CliError>
+where
+    S: Store,
+    T: Send,
+    W: Fn(usize, &Ctx) -> Result<ThreadOut<T>, CliError> + Sync,
+{
+    let progress = Progress::new(threads);
+    let before = store.snapshot();
+    let t0 = Instant::now();
+    let ctx = Ctx {
+        deadline: t0 + duration,
+        progress: &progress,
+    };
+    let (results, timeline) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| progress.sample(store, t0));
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let ctx = &ctx;
+                let work = &work;
+                s.spawn(move || work(t, ctx))
+            })
+            .collect();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(CliError::Check("a benchmark thread panicked".into())))
+            })
+            .collect();
+        progress
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let timeline = sampler.join().unwrap_or_default();
+        (results, timeline)
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let delta = store.snapshot().since(&before);
+    let outs = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    Ok(Phase {
+        outs,
+        secs,
+        delta,
+        timeline,
+    })
+}
+
+/// Reads one block, counting OOMs (`Ok(None)`), timing it into `rec`.
+#[inline]
+pub fn timed_read<S: Store>(
+    store: &S,
+    rec: &mut RoleRec,
+    oom: &mut u64,
+    file: usize,
+    b: u64,
+    buf: &mut [u8],
+) -> Result<Option<bool>, CliError> {
+    let t = Instant::now();
+    let r = store.read(file, b, buf);
+    rec.latency(t.elapsed().as_nanos() as u64);
+    match r {
+        Ok(hit) => {
+            rec.ops += 1;
+            rec.hit(hit);
+            Ok(Some(hit))
+        }
+        Err(OpError::Oom) => {
+            *oom += 1;
+            Ok(None)
+        }
+        Err(OpError::Fatal(e)) => Err(e),
+    }
+}
+
+/// Writes one block, counting OOMs (`Ok(false)`), timing it into `rec`.
+#[inline]
+pub fn timed_write<S: Store>(
+    store: &S,
+    rec: &mut RoleRec,
+    oom: &mut u64,
+    file: usize,
+    b: u64,
+    buf: &[u8],
+) -> Result<bool, CliError> {
+    let (_, m0) = pagecache::thread_hits_misses();
+    let t = Instant::now();
+    let r = store.write(file, b, buf);
+    rec.latency(t.elapsed().as_nanos() as u64);
+    match r {
+        Ok(()) => {
+            rec.ops += 1;
+            let (_, m1) = pagecache::thread_hits_misses();
+            rec.hit(m1 == m0);
+            Ok(true)
+        }
+        Err(OpError::Oom) => {
+            *oom += 1;
+            Ok(false)
+        }
+        Err(OpError::Fatal(e)) => Err(e),
+    }
+}
+
+/// Reads back `(file, tag, block, version)` after syncing, checking every
+/// word; counts OOMs and retries them a few times.
+pub fn read_back<S: Store>(
+    store: &S,
+    sample: &[(usize, u32, u64, u32)],
+    check: &mut Checker,
+) -> Result<(), CliError> {
+    let mut buf = super::store::AlignedBuf::new(BLOCK);
+    for &(file, tag, b, v) in sample {
+        let mut tries = 0;
+        loop {
+            match store.read(file, b, buf.as_mut_slice()) {
+                Ok(_) => break,
+                Err(OpError::Oom) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(OpError::Oom) => {
+                    return Err(CliError::Check(format!(
+                        "reading block {b} back after the run kept failing for want of a frame"
+                    )))
+                }
+                Err(OpError::Fatal(e)) => return Err(e),
+            }
+        }
+        check.check(buf.as_slice(), tag, b, v, true);
+    }
+    Ok(())
+}
+
+/// The role names of a workload, in its role-number order.
+pub struct Roles(pub &'static [&'static str]);
+
+/// Builds the run's result from a phase. Roles are reported separately when
+/// there are several.
+pub fn assemble<T>(
+    p: &Params,
+    policy: &str,
+    roles: Roles,
+    phase: &mut Phase<T>,
+    extra_check: Checker,
+) -> RunResult {
+    let nroles = roles.0.len();
+    let mut per_role: Vec<RoleRec> = (0..nroles).map(|_| RoleRec::default()).collect();
+    let mut check = Checker::default();
+    let mut oom = 0;
+    for o in phase.outs.iter_mut() {
+        for (i, r) in o.roles.iter().enumerate() {
+            per_role[i].merge(r);
+        }
+        oom += o.oom;
+        check.merge(std::mem::take(&mut o.check));
+    }
+    check.merge(extra_check);
+    let mut all = RoleRec::default();
+    for r in &per_role {
+        all.merge(r);
+    }
+    let secs = phase.secs;
+    let d = &phase.delta;
+    let lookups = d.hits + d.misses;
+    let hit_ratio = if lookups > 0 {
+        d.hits as f64 / lookups as f64
+    } else {
+        let l = all.hits + all.misses;
+        if l > 0 {
+            all.hits as f64 / l as f64
+        } else {
+            1.0
+        }
+    };
+    let mut roles_out = BTreeMap::new();
+    if nroles > 1 {
+        for (name, r) in roles.0.iter().zip(&per_role) {
+            roles_out.insert(name.to_string(), r.result(secs));
+        }
+    }
+    let active = d.writeback_active_ns as f64 / 1e9;
+    let mut notes = Vec::new();
+    if let Some(first) = &check.first {
+        notes.push(format!(
+            "{} block(s) read back differed; first: {first}",
+            check.failures
+        ));
+    }
+    RunResult {
+        workload: p.workload.name().into(),
+        policy: policy.into(),
+        threads: phase.outs.len(),
+        memory_bytes: p.memory,
+        duration_secs: secs,
+        ops: all.ops,
+        ops_per_sec: all.ops as f64 / secs.max(1e-9),
+        latency_ns: all.latency_ns(),
+        roles: roles_out,
+        hit_ratio,
+        direct_reclaim_writes: d.direct_reclaim_writes,
+        oom_errors: oom.max(d.oom_errors.unwrap_or(0)),
+        writeback: Writeback {
+            ios: d.writeback_ios,
+            bytes: d.writeback_bytes,
+            avg_io_bytes: d.writeback_bytes.checked_div(d.writeback_ios).unwrap_or(0),
+            bytes_per_sec: if active > 0.0 {
+                d.writeback_bytes as f64 / active
+            } else {
+                0.0
+            },
+            source: String::new(),
+        },
+        throttle: d.throttle_events.map(|events| Throttle {
+            events,
+            total_ns: d.throttle_ns.unwrap_or(0),
+            reclaim_events: d.reclaim_throttle_events.unwrap_or(0),
+            dirty_events: d.dirty_throttle_events.unwrap_or(0),
+        }),
+        alloc_stack_peak_bytes: d.alloc_stack_peak_bytes,
+        verified: check.failures == 0 && check.reads > 0,
+        notes,
+        cdf: all.cdf(),
+        timeline: std::mem::take(&mut phase.timeline),
+        ..RunResult::default()
+    }
+}
+
+/// Runs workload `p` against `store`. `cache` is the library's store when
+/// that is what runs (the `hit` workload also measures pins and raw copies
+/// from its arena).
+pub fn run<S: Store>(
+    store: &S,
+    cache: Option<&CacheStore>,
+    specs: &[FileSpec],
+    p: &Params,
+    policy: &str,
+) -> Result<RunResult, CliError> {
+    let mut r = match p.workload {
+        Workload::Hit => hit::run(store, cache, specs, p, policy)?,
+        Workload::RandWrite => randwrite::run(store, specs, p, policy)?,
+        Workload::ReadersVsWriter => readers_writer::run(store, specs, p, policy)?,
+        Workload::Mixed => mixed::run(store, specs, p, policy)?,
+        Workload::Scan => scan::run(store, specs, p, policy)?,
+    };
+    r.writeback.source = if cache.is_some() {
+        "cache counters".into()
+    } else {
+        "block device counters (machine-wide; busy time includes reads)".into()
+    };
+    Ok(r)
+}
