@@ -26,6 +26,11 @@ const TTL: Duration = Duration::from_secs(1);
 /// Largest write the kernel sends in one request.
 const MAX_WRITE: u32 = 1 << 20;
 
+/// `FUSE_DIRECT_IO_ALLOW_MMAP` (Linux 6.6, protocol 7.39): shared mappings
+/// of direct-I/O files are allowed. Without it `mmap(MAP_SHARED)` fails
+/// with ENODEV (sqlite's WAL index needs it).
+const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
+
 /// An open file.
 struct Handle {
     ino: u64,
@@ -346,6 +351,8 @@ impl PassFs {
 impl Filesystem for PassFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), c_int> {
         let _ = config.set_max_write(MAX_WRITE);
+        // Refused by kernels before 6.6: shared mappings then fail with ENODEV.
+        let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
         Ok(())
     }
 
