@@ -160,7 +160,12 @@ impl PassFs {
         let node = self.inodes.get(ino).ok_or(libc::ENOENT)?;
         if let Some(data) = &node.data {
             let md = data.fd.metadata().map_err(|e| errno(&e))?;
-            return Ok(inode::attr(ino, &md, Some(data.file.len())));
+            let mut attr = inode::attr(ino, &md, Some(data.file.len()));
+            if let Some(t) = data.modified {
+                attr.mtime = attr.mtime.max(t);
+                attr.ctime = attr.ctime.max(t);
+            }
+            return Ok(attr);
         }
         let rel = node.path.as_ref().ok_or(libc::ENOENT)?;
         let md = fs::symlink_metadata(self.full(rel)).map_err(|e| errno(&e))?;
@@ -247,6 +252,7 @@ impl PassFs {
             fd,
             writable,
             errors: ErrLog::default(),
+            modified: None,
         });
         Ok(())
     }
@@ -741,10 +747,12 @@ impl Filesystem for PassFs {
             return reply.error(libc::EINVAL);
         };
         let append = handle.append;
-        let Some(data) = self.inodes.get(handle.ino).and_then(|n| n.data.as_ref()) else {
+        let ino = handle.ino;
+        let Some(data) = self.inodes.get_mut(ino).and_then(|n| n.data.as_mut()) else {
             return reply.error(libc::EBADF);
         };
         let offset = if append { data.file.len() } else { offset };
+        data.modified = Some(SystemTime::now());
         match data.file.write_at(buf, offset) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(cache_errno(e)),

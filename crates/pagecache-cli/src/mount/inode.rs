@@ -37,6 +37,9 @@ pub struct Data {
     pub writable: bool,
     /// Writeback errors reported by `sync`, so each open sees each one once.
     pub errors: ErrLog,
+    /// When data last changed through the cache: the source's mtime only
+    /// moves at writeback, so attributes report the later of the two.
+    pub modified: Option<SystemTime>,
 }
 
 /// Per-inode writeback-error log: a generation counter and the last errno.
