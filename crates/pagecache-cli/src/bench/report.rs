@@ -74,8 +74,9 @@ pub struct RunResult {
     /// Per-role figures where roles differ (`readers`, `writers`, `scan`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub roles: BTreeMap<String, RoleResult>,
-    /// Fraction of page lookups that hit (the kernel: of reads).
-    pub hit_ratio: f64,
+    /// Fraction of page lookups that hit (the kernel: of reads; `None` when
+    /// there were none to count).
+    pub hit_ratio: Option<f64>,
     /// `None` where it cannot be measured (the kernel).
     pub direct_reclaim_writes: Option<u64>,
     pub oom_errors: u64,
@@ -211,8 +212,9 @@ pub const COLUMNS: &[(&str, &str)] = &[
 ];
 
 fn cells(r: &RunResult) -> Vec<String> {
-    let hit = r.hot_hit_ratio.unwrap_or(r.hit_ratio);
-    let mut hit_s = format!("{:.1}", hit * 100.0);
+    let mut hit_s = opt(r.hot_hit_ratio.or(r.hit_ratio), |h| {
+        format!("{:.1}", h * 100.0)
+    });
     if let Some(l) = r.lru_hit_ratio {
         let _ = write!(hit_s, " (lru {:.1})", l * 100.0);
     }

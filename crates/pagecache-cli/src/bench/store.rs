@@ -90,6 +90,11 @@ pub trait Store: Sync {
     fn gauge(&self) -> Gauge;
     /// Event counts so far.
     fn snapshot(&self) -> Snapshot;
+    /// Whether writes are page lookups that can hit or miss (not so for the
+    /// kernel, whose hits are only told apart on reads).
+    fn write_lookups(&self) -> bool {
+        true
+    }
 }
 
 /// A 4096-aligned buffer without `unsafe`: a slice of an over-sized vector.
@@ -394,6 +399,10 @@ impl Store for KernelStore {
             dirty_pages: field(dirty),
             writeback_pages: field(wb),
         }
+    }
+
+    fn write_lookups(&self) -> bool {
+        false
     }
 
     fn snapshot(&self) -> Snapshot {

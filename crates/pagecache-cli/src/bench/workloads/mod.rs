@@ -292,8 +292,10 @@ pub fn timed_write<S: Store>(
     match r {
         Ok(()) => {
             rec.ops += 1;
-            let (_, m1) = pagecache::thread_hits_misses();
-            rec.hit(m1 == m0);
+            if store.write_lookups() {
+                let (_, m1) = pagecache::thread_hits_misses();
+                rec.hit(m1 == m0);
+            }
             Ok(true)
         }
         Err(OpError::Oom) => {
@@ -366,14 +368,9 @@ pub fn assemble<T>(
     let d = &phase.delta;
     let lookups = d.hits + d.misses;
     let hit_ratio = if lookups > 0 {
-        d.hits as f64 / lookups as f64
+        Some(d.hits as f64 / lookups as f64)
     } else {
-        let l = all.hits + all.misses;
-        if l > 0 {
-            all.hits as f64 / l as f64
-        } else {
-            1.0
-        }
+        None
     };
     let mut roles_out = BTreeMap::new();
     if nroles > 1 {

@@ -1,9 +1,10 @@
 //! `readers-vs-writer`: one thread streams whole-block writes through a file
 //! 4× the budget, lap after lap, while the other threads read random blocks
-//! of a file as large as the budget (so they keep missing a little, and each
-//! miss needs a frame). Readers dirty nothing: the question is whether their
-//! misses pay for the writer's dirty pages. At least one reader and one
-//! writer run, whatever `--threads` says.
+//! of a hot file of half the budget, read twice in order before the run so
+//! it starts resident. Readers dirty nothing: the questions are whether their
+//! misses pay for the writer's dirty pages, and whether the writer's stream
+//! pushes their hot pages out. At least one reader and one writer run,
+//! whatever `--threads` says.
 
 use super::{
     assemble, phase, read_back, timed_read, timed_write, Checker, FileSpec, Params, Roles,
@@ -11,12 +12,12 @@ use super::{
 };
 use crate::bench::block::{self, Rng, BLOCK};
 use crate::bench::report::RunResult;
-use crate::bench::store::{AlignedBuf, Store};
+use crate::bench::store::{AlignedBuf, OpError, Store};
 use crate::CliError;
 
-/// The readers' file: as large as the budget.
+/// The readers' hot file: half the budget.
 pub fn reader_blocks(frames: u64) -> u64 {
-    frames
+    frames / 2
 }
 
 const READERS: usize = 0;
@@ -31,6 +32,17 @@ pub fn run<S: Store>(
     let (rtag, rn) = (specs[0].tag, specs[0].blocks);
     let (wtag, wn) = (specs[1].tag, specs[1].blocks);
     let threads = p.threads.max(2);
+    let mut warm_check = Checker::default();
+    let mut buf = AlignedBuf::new(BLOCK);
+    for _ in 0..2 {
+        for b in 0..rn {
+            match store.read(0, b, buf.as_mut_slice()) {
+                Ok(_) => warm_check.check(buf.as_slice(), rtag, b, 0, false),
+                Err(OpError::Oom) => {}
+                Err(OpError::Fatal(e)) => return Err(e),
+            }
+        }
+    }
     let mut ph = phase(store, threads, p.duration, |t, ctx| {
         let mut out = ThreadOut::<Vec<u32>>::new(2);
         let mut buf = AlignedBuf::new(BLOCK);
@@ -74,7 +86,7 @@ pub fn run<S: Store>(
             sample.push((1, wtag, b, written[b as usize]));
         }
     }
-    let mut check = Checker::default();
+    let mut check = warm_check;
     read_back(store, &sample, &mut check)?;
     Ok(assemble(
         p,
