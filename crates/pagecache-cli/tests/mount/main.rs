@@ -6,6 +6,7 @@
 mod harness;
 
 mod errors;
+mod errseq;
 mod fio;
 mod semantics;
 mod sqlite;

@@ -1,0 +1,81 @@
+//! Writeback errors reach `fsync` through the mount: SOURCE_DIR on a full
+//! tmpfs makes writeback fail with ENOSPC.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use crate::harness::{available, fuse_problem, Mount, Stop};
+
+fn mount_tmpfs(dir: &Path, size: &str) -> Result<(), String> {
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some(format!("size={size}").as_str()),
+    )
+    .map_err(|e| format!("cannot mount a tmpfs ({e})"))
+}
+
+#[test]
+fn fsync_reports_enospc_from_writeback() {
+    let name = "fsync_reports_enospc_from_writeback";
+    let probe = tempfile::tempdir().unwrap();
+    let problem = fuse_problem().or_else(|| {
+        mount_tmpfs(probe.path(), "64k")
+            .and_then(|()| umount2(probe.path(), MntFlags::MNT_DETACH).map_err(|e| e.to_string()))
+            .err()
+    });
+    if !available(name, problem) {
+        return;
+    }
+    let mut m = Mount::start_with(&["--memory", "32M", "--dirty-expire", "3600"], |src| {
+        mount_tmpfs(src, "1M").unwrap()
+    });
+    let result = std::panic::catch_unwind(|| {
+        // Fits: fsync succeeds.
+        let mut small = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(m.mnt.join("small"))
+            .unwrap();
+        small.write_all(&[1u8; 100_000]).unwrap();
+        small.sync_all().unwrap();
+        // Does not fit: write succeeds (2 MiB is below the cache's dirty
+        // limits, so it stays in the cache), fsync fails.
+        let mut big = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(m.mnt.join("big"))
+            .unwrap();
+        let other = OpenOptions::new()
+            .write(true)
+            .open(m.mnt.join("big"))
+            .unwrap();
+        big.write_all(&vec![2u8; 2 << 20]).unwrap();
+        let err = big
+            .sync_all()
+            .expect_err("fsync of a file that does not fit");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        // Every open file description sees the error.
+        let err = other.sync_all().expect_err("fsync through a second open");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        // Make room: the retried pages are written and fsync succeeds (after
+        // `big` is told of the error `other`'s fsync met, if it was not).
+        big.set_len(0).unwrap();
+        let _ = big.sync_all();
+        big.sync_all().unwrap();
+        other.sync_all().unwrap();
+        assert_eq!(std::fs::metadata(m.source.join("big")).unwrap().len(), 0);
+    });
+    m.stop_ok(Stop::Term);
+    let _ = umount2(&m.source, MntFlags::MNT_DETACH);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+}
