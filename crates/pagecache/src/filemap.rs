@@ -48,8 +48,7 @@ pub(crate) fn get_page<'a>(
             }
             if f.flags() & UPTODATE != 0 {
                 f.mark_referenced();
-                inc(&inner.counters.hits);
-                crate::stats::thread_update(|t| t.hits += 1);
+                hit(inner);
                 return Ok((id, None));
             }
             // The read-in failed and the filler took the page out; retry, so
@@ -104,6 +103,12 @@ pub(crate) fn get_page<'a>(
             }
         }
     }
+}
+
+#[inline]
+fn hit(inner: &Inner) {
+    inc(&inner.counters.hits);
+    crate::stats::thread_update(|t| t.hits += 1);
 }
 
 /// Reads page `index` from the backend; bytes past the end of file are zero.
@@ -161,7 +166,18 @@ pub(crate) fn read_at(inner: &Inner, m: &Mapping, buf: &mut [u8], offset: u64) -
     let mut pos = offset;
     while pos < end {
         let (index, in_page, n) = piece(pos, end, ps);
+        let at = (pos - offset) as usize;
         let recursive = held::check(m.id, index, false)?;
+        if !recursive {
+            if let Some((id, _guard)) = m.find_read(arena, index) {
+                hit(inner);
+                // SAFETY: we hold the frame's read lock, so no writer runs.
+                let page = unsafe { arena.page(id) };
+                buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
+                pos += n as u64;
+                continue;
+            }
+        }
         let (id, _) = get_page(inner, m, index, Fill::Read)?;
         let f = arena.frame(id);
         {
@@ -172,7 +188,6 @@ pub(crate) fn read_at(inner: &Inner, m: &Mapping, buf: &mut [u8], offset: u64) -
             };
             // SAFETY: we hold the frame's read lock, so no writer runs.
             let page = unsafe { arena.page(id) };
-            let at = (pos - offset) as usize;
             buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
         }
         arena.unpin(id);

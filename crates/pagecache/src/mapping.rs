@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::backend::Backend;
 use crate::errseq::ErrSeq;
-use crate::frame::{Arena, FrameId};
+use crate::frame::{Arena, FrameId, UPTODATE};
 
 /// Page indexes are well spread already; a multiply is enough of a hash.
 #[derive(Default)]
@@ -139,6 +139,30 @@ impl Mapping {
         let id = *pages.get(&index)?;
         arena.pin(id);
         Some(id)
+    }
+
+    /// The hit path of a copying read: looks the page up and read-locks its
+    /// frame without pinning it. The frame lock is taken (without waiting)
+    /// under the index lock, and reclaim frees a frame only if it can take
+    /// that lock exclusively under the index write lock, so the frame stays
+    /// this page's while the guard lives. `None` if absent, being read in, or
+    /// write-locked: the caller then takes the pinning path.
+    #[inline]
+    pub(crate) fn find_read<'a>(
+        &self,
+        arena: &'a Arena,
+        index: u64,
+    ) -> Option<(FrameId, RwLockReadGuard<'a, ()>)> {
+        let pages = self.pages.read();
+        let id = *pages.get(&index)?;
+        let f = arena.frame(id);
+        let guard = f.lock.try_read()?;
+        drop(pages);
+        if f.flags() & UPTODATE == 0 {
+            return None;
+        }
+        f.mark_referenced();
+        Some((id, guard))
     }
 
     /// Publishes `frame` (pinned by the caller) at `index`, unless a frame is

@@ -7,8 +7,8 @@
 //! allocation runs. Reclaim and the built-in backends' write paths call
 //! `probe`; a user backend may call it too.
 
+use crate::stats::Counter;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 thread_local! {
     /// Stack pointer at entry of the outermost allocation, or 0 outside one.
@@ -43,13 +43,13 @@ pub fn probe() {
 
 /// Marks the extent of one allocation; on drop folds its depth into `peak`.
 pub(crate) struct AllocScope<'a> {
-    peak: &'a AtomicU64,
+    peak: &'a Counter,
     outer: bool,
 }
 
 impl<'a> AllocScope<'a> {
     #[inline(never)]
-    pub(crate) fn enter(peak: &'a AtomicU64) -> Self {
+    pub(crate) fn enter(peak: &'a Counter) -> Self {
         let sp = current_sp();
         let outer = ENTRY_SP.with(|e| {
             if e.get() == 0 {
@@ -72,6 +72,6 @@ impl Drop for AllocScope<'_> {
         let entry = ENTRY_SP.with(|e| e.replace(0));
         let low = LOW_SP.with(|l| l.replace(usize::MAX));
         let depth = entry.saturating_sub(low) as u64;
-        self.peak.fetch_max(depth, Ordering::Relaxed);
+        self.peak.max(depth);
     }
 }

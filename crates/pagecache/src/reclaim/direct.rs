@@ -141,7 +141,8 @@ fn pageout(inner: &Inner, id: FrameId) -> bool {
 
 /// Frees a clean, unpinned frame not under writeback: takes it out of its
 /// mapping and puts it on the free list. The CAS on the state word under the
-/// mapping's write lock is what makes a concurrent pin impossible.
+/// mapping's write lock is what makes a concurrent pin impossible; the frame
+/// lock taken the same way excludes lock-only readers (`Mapping::find_read`).
 pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
     let arena = &inner.arena;
     let f = arena.frame(id);
@@ -154,6 +155,12 @@ pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
         if pages.get(&index) != Some(&id) {
             return false;
         }
+        // A reader copying without a pin holds the frame's read lock, taken
+        // under the index lock we now hold exclusively: if it is held, the
+        // frame is in use.
+        let Some(_busy) = f.lock.try_write() else {
+            return false;
+        };
         if !f.state.try_reclaim() {
             return false;
         }

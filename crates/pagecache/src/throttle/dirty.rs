@@ -140,10 +140,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     }
     let debt = DEBT.with(|d| d.get()) + pages;
     let start = Instant::now();
-    let mut last_progress = (
-        inner.counters.writeback_pages.load(Ordering::Relaxed),
-        Instant::now(),
-    );
+    let mut last_progress = (inner.counters.writeback_pages.get(), Instant::now());
     // Hard stop at the limit: wait for writeback to bring the count down.
     while dirty >= l.limit {
         if inner.shutdown.load(Ordering::Acquire) {
@@ -154,7 +151,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         inner.progress.wait(seen, MAX_PAUSE);
         inc(&inner.counters.dirty_throttle_events);
         crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
-        let written = inner.counters.writeback_pages.load(Ordering::Relaxed);
+        let written = inner.counters.writeback_pages.get();
         if written != last_progress.0 {
             last_progress = (written, Instant::now());
         } else if m.wb_failing.load(Ordering::Acquire) && last_progress.1.elapsed() > STALL_LIMIT {
