@@ -63,6 +63,11 @@ pub(crate) mod held {
             && HELD.with(|h| h.borrow().iter().any(|&(m, _, _)| m == mapping))
     }
 
+    /// Whether this thread holds any write guard.
+    pub(crate) fn any_write() -> bool {
+        COUNT.with(|c| c.get()) != 0 && HELD.with(|h| h.borrow().iter().any(|&(_, _, w)| w))
+    }
+
     /// Whether this thread holds a write guard on the mapping.
     pub(crate) fn write_on(mapping: u64) -> bool {
         COUNT.with(|c| c.get()) != 0

@@ -119,3 +119,26 @@ fn readers_of_resident_pages_are_never_dirty_throttled() {
         "the writer must have been paced: {ev:?}"
     );
 }
+
+#[test]
+fn a_thread_holding_write_guards_past_the_limit_is_paced_not_stopped() {
+    // The guards' pages cannot be written while held, so waiting for the
+    // dirty count to fall would wait on this thread itself.
+    let frames = 64;
+    let cache = PageCache::new(
+        Config::new(frames * PS)
+            .dirty_ratio(20)
+            .dirty_background_ratio(10),
+    )
+    .unwrap();
+    let file = cache.open_backend(pagecache::MemBackend::new()).unwrap();
+    let limit = frames * 20 / 100;
+    let guards: Vec<_> = (0..limit as u64 + 4)
+        .map(|i| file.page_mut(i).unwrap())
+        .collect();
+    assert!(cache.stats().dirty > limit);
+    file.write_at(b"still moving", 100 * PS as u64).unwrap();
+    drop(guards);
+    file.sync().unwrap();
+    assert_eq!(cache.stats().dirty, 0);
+}

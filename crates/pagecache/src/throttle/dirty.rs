@@ -127,6 +127,27 @@ pub(crate) fn nr_dirty(inner: &Inner) -> usize {
     inner.nr_dirty.load(Ordering::Relaxed) + inner.nr_writeback.load(Ordering::Relaxed)
 }
 
+/// The dirty count `m`'s writers are paced by: other files' dirty pages
+/// whose writeback keeps failing (a full disk) are left out, since no amount
+/// of waiting writes them, so they cannot stop writers of healthy files (the
+/// kernel's per-writeback-domain limits serve the same end). The total is
+/// still capped, at twice the limit and at half the frames.
+fn dirty_for(inner: &Inner, m: &Mapping, l: &Levels, dirty: usize) -> usize {
+    if dirty <= l.freerun
+        || m.wb_failing.load(Ordering::Acquire)
+        || dirty >= (2 * l.limit).min(inner.arena.len() / 2)
+    {
+        return dirty;
+    }
+    let stuck: usize = inner
+        .mappings()
+        .iter()
+        .filter(|o| o.id != m.id && o.wb_failing.load(Ordering::Acquire))
+        .map(|o| o.nr_dirty())
+        .sum();
+    dirty.saturating_sub(stuck)
+}
+
 /// Called before a thread dirties `pages` pages of `m`.
 pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Result<()> {
     let l = levels(inner);
@@ -134,6 +155,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     if dirty > l.background {
         inner.writeback.kick_background();
     }
+    dirty = dirty_for(inner, m, &l, dirty);
     if dirty <= l.freerun {
         DEBT.with(|d| d.set(0));
         return Ok(());
@@ -141,8 +163,11 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     let debt = DEBT.with(|d| d.get()) + pages;
     let start = Instant::now();
     let mut last_progress = (inner.counters.writeback_pages.get(), Instant::now());
-    // Hard stop at the limit: wait for writeback to bring the count down.
-    while dirty >= l.limit {
+    // Hard stop at the limit: wait for writeback to bring the count down —
+    // unless this thread holds a write guard, whose page writeback cannot
+    // take: it would wait on itself. It is only paced below.
+    let may_wait = !crate::guard::held::any_write();
+    while may_wait && dirty >= l.limit {
         if inner.shutdown.load(Ordering::Acquire) {
             return Err(Error::Shutdown);
         }
@@ -166,7 +191,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
                 ),
             });
         }
-        dirty = nr_dirty(inner);
+        dirty = dirty_for(inner, m, &l, nr_dirty(inner));
     }
     let ratio = pos_ratio(&l, dirty);
     let bw_pages = (inner.bandwidth.bytes_per_sec() / inner.page_size() as u64).max(16) as f64;
