@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::harness::{available, bin, fuse_problem, Mount, Stop};
+use crate::harness::{available, bin, fuse_problem, tool_problem, Mount, Stop};
 
 fn mount(args: &[&str]) -> (i32, String) {
     let out = Command::new(bin())
@@ -107,4 +107,78 @@ fn stat_prints_the_counters_of_a_mount() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("f")]);
     m.stop_ok(Stop::Term);
+}
+
+/// Why the environment tests (which need root to take FUSE away) cannot run.
+fn env_problem(tool: &str) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root".into());
+    }
+    tool_problem(tool)
+}
+
+/// A SOURCE_DIR and MOUNTPOINT, and a copy of the binary, that any user can
+/// reach but not write: `fusermount3` refuses to mount for a user without
+/// write access to the mount point.
+fn world_dirs() -> (tempfile::TempDir, String, String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for sub in ["src", "mnt"] {
+        std::fs::create_dir(d.join(sub)).unwrap();
+        std::fs::set_permissions(d.join(sub), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::copy(bin(), d.join("pagecache")).unwrap();
+    std::fs::set_permissions(d.join("pagecache"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = |p: &str| d.join(p).to_string_lossy().into_owned();
+    let (b, src, mnt) = (s("pagecache"), s("src"), s("mnt"));
+    (dir, b, src, mnt)
+}
+
+#[test]
+fn mount_not_permitted_is_a_clear_error() {
+    let name = "mount_not_permitted_is_a_clear_error";
+    if !available(name, env_problem("setpriv")) {
+        return;
+    }
+    let (_dir, b, src, mnt) = world_dirs();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &b,
+            "mount",
+            &src,
+            &mnt,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot mount at") || err.contains("/dev/fuse"),
+        "{err}"
+    );
+    assert!(!crate::harness::is_mounted(std::path::Path::new(&mnt)));
+}
+
+#[test]
+fn missing_dev_fuse_is_a_clear_error() {
+    let name = "missing_dev_fuse_is_a_clear_error";
+    if !available(name, env_problem("unshare")) {
+        return;
+    }
+    let (_dir, b, src, mnt) = world_dirs();
+    // A private mount namespace whose /dev is an empty tmpfs.
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs none /dev && exec "$0" mount "$1" "$2""#)
+        .args([&b, &src, &mnt])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/dev/fuse is not available"), "{err}");
 }
