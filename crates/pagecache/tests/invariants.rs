@@ -50,13 +50,13 @@ fn invariant_1_offload_allocators_never_write() {
     assert_eq!(ev.direct_reclaim_writes, 0);
 }
 
-#[test]
-fn invariant_1_legacy_allocators_do_write() {
-    // With the background reclaimer off, the 2010 behaviour shows plainly:
-    // allocating threads meet dirty victims and write them themselves.
+/// Streams `pages` sequential page writes through 64 frames with the
+/// background reclaimer off and dirty limits high, so direct reclaim meets
+/// dirty victims and must decide what to do with them.
+fn stream_through_direct_reclaim(policy: Policy, pages: u64) -> (ProbeBackend, PageCache) {
     let cache = PageCache::new(
         Config::new(64 * PS)
-            .policy(Policy::Legacy)
+            .policy(policy)
             .background_reclaim(false)
             .dirty_ratio(90)
             .dirty_background_ratio(80),
@@ -64,10 +64,17 @@ fn invariant_1_legacy_allocators_do_write() {
     .unwrap();
     let probe = ProbeBackend::new();
     let file = cache.open_backend(probe.clone()).unwrap();
-    for i in 0..2000u64 {
+    for i in 0..pages {
         file.write_at(&page_bytes(PS, i, 0), i * PS as u64).unwrap();
     }
     file.sync().unwrap();
+    (probe, cache)
+}
+
+#[test]
+fn invariant_1_legacy_allocators_do_write() {
+    // The 2010 behaviour: allocating threads write dirty victims themselves.
+    let (probe, cache) = stream_through_direct_reclaim(Policy::Legacy, 2000);
     let ev = cache.stats().events;
     assert!(
         probe.writes_in_allocation() > 100,
@@ -80,19 +87,7 @@ fn invariant_1_legacy_allocators_do_write() {
 
 #[test]
 fn invariant_2_dirty_victims_are_flagged_and_freed_on_completion() {
-    let cache = PageCache::new(
-        Config::new(64 * PS)
-            .background_reclaim(false)
-            .dirty_ratio(90)
-            .dirty_background_ratio(80),
-    )
-    .unwrap();
-    let probe = ProbeBackend::new();
-    let file = cache.open_backend(probe.clone()).unwrap();
-    for i in 0..1000u64 {
-        file.write_at(&page_bytes(PS, i, 0), i * PS as u64).unwrap();
-    }
-    file.sync().unwrap();
+    let (probe, cache) = stream_through_direct_reclaim(Policy::Offload, 1000);
     let ev = cache.stats().events;
     assert!(ev.pgreclaim_flagged > 0, "{ev:?}");
     assert!(ev.flush_reason_reclaim > 0, "{ev:?}");
