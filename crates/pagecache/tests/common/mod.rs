@@ -3,7 +3,7 @@
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use pagecache::{Backend, MemBackend};
@@ -20,6 +20,9 @@ pub struct Calls {
     pub max_write: AtomicU64,
     /// Delay per write, in microseconds.
     pub write_delay_us: AtomicU64,
+    /// While true, writes block.
+    pub gate_closed: Mutex<bool>,
+    pub gate: Condvar,
 }
 
 /// Wraps a [`MemBackend`]; the test keeps clones of both to inspect.
@@ -44,6 +47,16 @@ impl ProbeBackend {
         self
     }
 
+    /// Makes writes block until [`ProbeBackend::open_gate`].
+    pub fn close_gate(&self) {
+        *self.calls.gate_closed.lock().unwrap() = true;
+    }
+
+    pub fn open_gate(&self) {
+        *self.calls.gate_closed.lock().unwrap() = false;
+        self.calls.gate.notify_all();
+    }
+
     pub fn writes(&self) -> u64 {
         self.calls.writes.load(Ordering::Relaxed)
     }
@@ -64,6 +77,11 @@ impl Backend for ProbeBackend {
         if pagecache::stack::in_allocation() {
             c.writes_in_allocation.fetch_add(1, Ordering::Relaxed);
         }
+        let mut closed = c.gate_closed.lock().unwrap();
+        while *closed {
+            closed = c.gate.wait(closed).unwrap();
+        }
+        drop(closed);
         let delay = c.write_delay_us.load(Ordering::Relaxed);
         if delay > 0 {
             std::thread::sleep(Duration::from_micros(delay));
