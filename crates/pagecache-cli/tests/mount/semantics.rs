@@ -3,7 +3,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use crate::harness::{available, fuse_problem, snapshot, Mount, Stop};
@@ -188,6 +188,13 @@ fn script(root: &Path) -> Vec<String> {
         })(),
     );
     note("read d/a2", read("d/a2"));
+    note(
+        "links share an inode",
+        (|| {
+            let (a, b) = (fs::metadata(p("h"))?, fs::metadata(p("d/a2"))?);
+            Ok(format!("{} {}", a.ino() == b.ino(), a.nlink()))
+        })(),
+    );
     note(
         "symlink",
         std::os::unix::fs::symlink("d/a2", p("s")).map(|_| String::new()),
