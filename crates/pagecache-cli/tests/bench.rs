@@ -218,4 +218,6 @@ fn bad_arguments_are_clear_errors() {
     rejected(&["--duration", "0"], "duration");
     rejected(&["--duration", "abc"], "invalid value");
     rejected(&["--threads", "0"], "threads");
+    rejected(&["--memory", "1T"], "ram");
+    rejected(&["--quick", "--memory", "64M"], "cannot be used with");
 }

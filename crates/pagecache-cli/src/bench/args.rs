@@ -18,7 +18,7 @@ pub const MIN_MEMORY: u64 = 1 << 20;
 pub struct Args {
     /// The quick suite: a 64M budget and 5 s per run (also what runs when
     /// `--memory` and `--duration` are not given).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["memory", "duration"])]
     pub quick: bool,
     /// Workload to run (repeatable): hit, randwrite, readers-vs-writer, mixed,
     /// scan. Default: all.
@@ -206,6 +206,12 @@ impl Plan {
             Some(m) => m,
             None => QUICK_MEMORY,
         };
+        let ram = super::machine::Machine::detect().memory_bytes;
+        if ram > 0 && memory > ram / 4 * 3 {
+            return Err(CliError::Usage(format!(
+                "--memory {memory} is more than three quarters of this machine's {ram} bytes of RAM"
+            )));
+        }
         if a.threads == 0 || a.threads > 256 {
             return Err(CliError::Usage(format!(
                 "--threads {} must be in 1..=256",

@@ -44,6 +44,21 @@ pub fn fill(buf: &mut [u8], tag: u32, block: u64, version: u32) {
     }
 }
 
+/// Checks the header only: the first cache line of the block.
+pub fn check_header(buf: &[u8], tag: u32, block: u64, version: u32) -> Result<(), String> {
+    if buf.len() != BLOCK {
+        return Err(format!("block {block}: {} bytes read", buf.len()));
+    }
+    let s = seed(tag, block, version);
+    let want = [MAGIC << 32 | tag as u64, block, version as u64, s];
+    for (i, &w) in want.iter().enumerate() {
+        if get(buf, i) != w {
+            return Err(describe(buf, tag, block, version, i));
+        }
+    }
+    Ok(())
+}
+
 /// Checks the header and the last word. Returns a description of the first
 /// difference.
 pub fn check_light(buf: &[u8], tag: u32, block: u64, version: u32) -> Result<(), String> {

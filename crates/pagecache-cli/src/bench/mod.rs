@@ -47,6 +47,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
                 e,
             )
         })?;
+    check_space(tmp.path(), plan.memory)?;
     std::fs::create_dir_all(&plan.report)
         .map_err(|e| CliError::io("creating", Some(plan.report.clone()), e))?;
 
@@ -113,6 +114,21 @@ pub fn run(a: Args) -> Result<(), CliError> {
             "data read back differed from what was written in {}",
             bad.join(", ")
         )));
+    }
+    Ok(())
+}
+
+/// The largest run keeps 4.5× the budget on disk (scan: hot set + scan file).
+fn check_space(dir: &Path, memory: u64) -> Result<(), CliError> {
+    let need = memory * 5 + (64 << 20);
+    if let Ok(st) = rustix::fs::statvfs(dir) {
+        let avail = st.f_bavail.saturating_mul(st.f_frsize);
+        if avail < need {
+            return Err(CliError::Environment(format!(
+                "{} has {avail} bytes free; the benchmark needs about {need} (5× --memory); use --dir or a smaller --memory",
+                dir.display()
+            )));
+        }
     }
     Ok(())
 }

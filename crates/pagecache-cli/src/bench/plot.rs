@@ -83,7 +83,8 @@ fn cdf_chart(
         .map_err(|e| plot_err(path, e))?;
     chart
         .configure_mesh()
-        .x_desc("latency (ns, log scale)")
+        .x_desc("latency (log scale)")
+        .x_label_formatter(&|x: &f64| super::report::ns(x.round() as u64))
         .y_desc("percentile")
         .y_label_formatter(&|y: &f64| match y.round() as i64 {
             0 => "p0".into(),
@@ -152,6 +153,7 @@ fn timeline_chart(path: &Path, title: &str, runs: &[&RunResult]) -> Result<bool,
     c1.configure_mesh()
         .x_desc("seconds")
         .y_desc("ops/s")
+        .y_label_formatter(&|y: &f64| super::report::si(*y))
         .draw()
         .map_err(|e| plot_err(path, e))?;
     for r in runs {
@@ -178,6 +180,7 @@ fn timeline_chart(path: &Path, title: &str, runs: &[&RunResult]) -> Result<bool,
     c2.configure_mesh()
         .x_desc("seconds")
         .y_desc("pages (solid: dirty, dashed: writeback)")
+        .y_label_formatter(&|y: &f64| super::report::si(*y))
         .draw()
         .map_err(|e| plot_err(path, e))?;
     for r in runs {

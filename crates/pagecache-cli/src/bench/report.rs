@@ -132,7 +132,8 @@ pub struct Report {
     pub runs: Vec<RunResult>,
 }
 
-fn si(x: f64) -> String {
+/// A count, SI-scaled (k, M, G).
+pub fn si(x: f64) -> String {
     let a = x.abs();
     if a >= 1e9 {
         format!("{:.2}G", x / 1e9)
