@@ -106,6 +106,14 @@ fn stat_prints_the_counters_of_a_mount() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("f")]);
+    // Read-only, and cannot be removed or replaced.
+    let stat = m.mnt.join(".pagecache-stat");
+    assert!(std::fs::write(&stat, b"x").is_err());
+    assert!(std::fs::remove_file(&stat).is_err());
+    assert!(std::fs::rename(m.mnt.join("f"), &stat).is_err());
+    assert!(std::fs::read_to_string(&stat)
+        .unwrap()
+        .starts_with("frames "));
     m.stop_ok(Stop::Term);
 }
 
