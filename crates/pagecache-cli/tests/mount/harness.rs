@@ -29,12 +29,14 @@ pub fn available(test: &str, problem: Option<String>) -> bool {
     if required() {
         panic!("{test}: {problem}, and PAGECACHE_REQUIRE_SYSTEM_TESTS=1");
     }
-    eprintln!();
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!("!!! SKIPPING {test}: {problem}");
-    eprintln!("!!! (set PAGECACHE_REQUIRE_SYSTEM_TESTS=1 to make this a failure)");
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!();
+    // Straight to the process's stderr: the test harness captures
+    // `eprintln!`, and a skip must be seen.
+    let bar = "!".repeat(72);
+    let msg = format!(
+        "\n{bar}\n!!! SKIPPING {test}: {problem}\n\
+         !!! (set PAGECACHE_REQUIRE_SYSTEM_TESTS=1 to make this a failure)\n{bar}\n\n"
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), msg.as_bytes());
     false
 }
 
