@@ -55,6 +55,10 @@ pub struct PassFs {
     handles: HashMap<u64, Handle>,
     dirs: HashMap<u64, Dir>,
     next_fh: u64,
+    /// Closed files whose writeback failed, by source identity: their dirty
+    /// pages are still in the cache (and retried), so a new open of the same
+    /// inode must use this mapping, not a new one that would read stale data.
+    unsynced: HashMap<inode::Key, Data>,
 }
 
 /// errno of an I/O error (EIO when it carries none).
@@ -121,6 +125,7 @@ impl PassFs {
             handles: HashMap::new(),
             dirs: HashMap::new(),
             next_fh: 1,
+            unsynced: HashMap::new(),
         })
     }
 
@@ -206,6 +211,11 @@ impl PassFs {
                     libc::EINVAL
                 });
             }
+            if let Some(old) = self.unsynced.remove(&inode::key_of(&md)) {
+                let node = self.inodes.get_mut(ino).ok_or(libc::ENOENT)?;
+                node.data = Some(old);
+                return self.data(ino, write);
+            }
             let (fd, writable) = match OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -259,16 +269,22 @@ impl PassFs {
 
     /// Retires cached data no node holds any more: a file still linked in
     /// the source gets its dirty pages written (a later open makes a new
-    /// cache mapping that reads the source); a deleted one is dropped.
-    fn retire(&self, data: Data) {
-        let linked = data.fd.metadata().map(|m| m.nlink() > 0).unwrap_or(true);
-        let result = if linked {
-            data.file.sync()
-        } else {
-            data.file.set_len(0)
-        };
-        if let Err(e) = result {
+    /// cache mapping that reads the source); a deleted one is dropped. If the
+    /// writeback fails, the data is kept for the next open of the inode.
+    fn retire(&mut self, data: Data) {
+        let md = data.fd.metadata();
+        let linked = md.as_ref().map(|m| m.nlink() > 0).unwrap_or(true);
+        if !linked {
+            if let Err(e) = data.file.set_len(0) {
+                eprintln!("pagecache mount: dropping a deleted file: {e}");
+            }
+            return;
+        }
+        if let Err(e) = data.file.sync() {
             eprintln!("pagecache mount: writing back a closed file: {e}");
+            if let Ok(md) = md {
+                self.unsynced.insert(inode::key_of(&md), data);
+            }
         }
     }
 
@@ -346,11 +362,14 @@ impl PassFs {
         }
     }
 
-    /// Writes back and closes every cached file (at unmount).
+    /// Writes back and closes every cached file (at unmount). What cannot
+    /// be written stays dirty in the cache, for the final `sync_all` to
+    /// report.
     pub fn close_all(&mut self) {
         for data in self.inodes.drain_data() {
             self.retire(data);
         }
+        self.unsynced.clear();
     }
 }
 

@@ -79,3 +79,70 @@ fn fsync_reports_enospc_from_writeback() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// A file closed (and written back and let go by the mount) while its
+/// writeback fails
+/// keeps its dirty pages: reopened, it reads what was written, and once
+/// there is room the data reaches SOURCE_DIR.
+#[test]
+fn dirty_data_of_a_closed_file_survives_failed_writeback() {
+    let name = "dirty_data_of_a_closed_file_survives_failed_writeback";
+    let probe = tempfile::tempdir().unwrap();
+    let problem = fuse_problem().or_else(|| {
+        mount_tmpfs(probe.path(), "64k")
+            .and_then(|()| umount2(probe.path(), MntFlags::MNT_DETACH).map_err(|e| e.to_string()))
+            .err()
+    });
+    if !available(name, problem) {
+        return;
+    }
+    let mut m = Mount::start_with(&["--memory", "32M", "--dirty-expire", "3600"], |src| {
+        mount_tmpfs(src, "1M").unwrap()
+    });
+    let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
+    let result = std::panic::catch_unwind(|| {
+        std::fs::write(m.mnt.join("big"), &data).unwrap();
+        // Close more files than the mount keeps idle under the cache: it
+        // writes the oldest, `big`, back and closes it, which fails for
+        // lack of room.
+        for i in 0..1100 {
+            std::fs::File::create(m.mnt.join(format!("empty{i}"))).unwrap();
+        }
+        assert!(
+            m.log().contains("writing back a closed file"),
+            "{}",
+            m.log()
+        );
+        let back = std::fs::read(m.mnt.join("big")).unwrap();
+        assert!(
+            back == data,
+            "read back {} bytes that differ from what was written",
+            back.len()
+        );
+        // Make room; the retried pages are written.
+        mount(
+            None::<&str>,
+            &m.source,
+            None::<&str>,
+            MsFlags::MS_REMOUNT,
+            Some("size=8M"),
+        )
+        .unwrap();
+        let f = OpenOptions::new()
+            .write(true)
+            .open(m.mnt.join("big"))
+            .unwrap();
+        let _ = f.sync_all();
+        f.sync_all().unwrap();
+    });
+    m.stop_ok(Stop::Term);
+    let on_disk = std::fs::read(m.source.join("big"));
+    let _ = umount2(&m.source, MntFlags::MNT_DETACH);
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+    assert!(
+        on_disk.unwrap() == data,
+        "SOURCE_DIR/big differs from what was written"
+    );
+}
