@@ -288,6 +288,16 @@ impl PassFs {
         }
     }
 
+    /// The source inode `key` was deleted: dirty data kept for it after a
+    /// failed writeback has nowhere to go any more.
+    fn drop_unsynced(&mut self, key: inode::Key) {
+        if let Some(data) = self.unsynced.remove(&key) {
+            if let Err(e) = data.file.set_len(0) {
+                eprintln!("pagecache mount: dropping a deleted file: {e}");
+            }
+        }
+    }
+
     fn new_fh(&mut self) -> u64 {
         let fh = self.next_fh;
         self.next_fh += 1;
@@ -546,6 +556,9 @@ impl Filesystem for PassFs {
             let path = self.full(&rel);
             let md = fs::symlink_metadata(&path).map_err(|e| errno(&e))?;
             fs::remove_file(&path).map_err(|e| errno(&e))?;
+            if md.nlink() <= 1 {
+                self.drop_unsynced(inode::key_of(&md));
+            }
             if let Some(ino) = self.inodes.find(inode::key_of(&md)) {
                 if md.nlink() <= 1 {
                     self.inodes.detach(ino);
@@ -637,6 +650,9 @@ impl Filesystem for PassFs {
                 return Ok(());
             }
             if let Some(md) = replaced {
+                if md.nlink() <= 1 && !md.is_dir() {
+                    self.drop_unsynced(inode::key_of(&md));
+                }
                 if let Some(ino) = self.inodes.find(inode::key_of(&md)) {
                     let moved = self.inodes.get(ino).and_then(|n| n.path.clone());
                     // Renaming a hard link onto another link of the same
