@@ -24,6 +24,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 mod state;
+#[cfg(all(test, loom))]
+mod tests;
 
 use crossbeam_queue::ArrayQueue;
 use parking_lot::RwLock;
