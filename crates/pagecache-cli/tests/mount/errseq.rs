@@ -20,6 +20,15 @@ fn mount_tmpfs(dir: &Path, size: &str) -> Result<(), String> {
     .map_err(|e| format!("cannot mount a tmpfs ({e})"))
 }
 
+/// Unmounts the tmpfs at its path when dropped, also when a test panics.
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = umount2(&self.0, MntFlags::MNT_DETACH);
+    }
+}
+
 #[test]
 fn fsync_reports_enospc_from_writeback() {
     let name = "fsync_reports_enospc_from_writeback";
@@ -35,7 +44,8 @@ fn fsync_reports_enospc_from_writeback() {
     let mut m = Mount::start_with(&["--memory", "32M", "--dirty-expire", "3600"], |src| {
         mount_tmpfs(src, "1M").unwrap()
     });
-    let result = std::panic::catch_unwind(|| {
+    let _tmpfs = Tmpfs(m.source.clone());
+    {
         // Fits: fsync succeeds.
         let mut small = OpenOptions::new()
             .write(true)
@@ -72,12 +82,8 @@ fn fsync_reports_enospc_from_writeback() {
         big.sync_all().unwrap();
         other.sync_all().unwrap();
         assert_eq!(std::fs::metadata(m.source.join("big")).unwrap().len(), 0);
-    });
-    m.stop_ok(Stop::Term);
-    let _ = umount2(&m.source, MntFlags::MNT_DETACH);
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
     }
+    m.stop_ok(Stop::Term);
 }
 
 /// A file closed (and written back and let go by the mount) while its
@@ -100,7 +106,8 @@ fn dirty_data_of_a_closed_file_survives_failed_writeback() {
         mount_tmpfs(src, "1M").unwrap()
     });
     let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
-    let result = std::panic::catch_unwind(|| {
+    let _tmpfs = Tmpfs(m.source.clone());
+    {
         std::fs::write(m.mnt.join("big"), &data).unwrap();
         // Close more files than the mount keeps idle under the cache: it
         // writes the oldest, `big`, back and closes it, which fails for
@@ -134,13 +141,9 @@ fn dirty_data_of_a_closed_file_survives_failed_writeback() {
             .unwrap();
         let _ = f.sync_all();
         f.sync_all().unwrap();
-    });
+    }
     m.stop_ok(Stop::Term);
     let on_disk = std::fs::read(m.source.join("big"));
-    let _ = umount2(&m.source, MntFlags::MNT_DETACH);
-    if let Err(p) = result {
-        std::panic::resume_unwind(p);
-    }
     assert!(
         on_disk.unwrap() == data,
         "SOURCE_DIR/big differs from what was written"
