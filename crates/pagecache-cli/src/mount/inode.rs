@@ -348,3 +348,89 @@ pub fn stat_attr(len: u64) -> FileAttr {
         flags: 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> (Inodes, u64, u64, u64) {
+        let mut t = Inodes::new((1, 100));
+        let d = t.remember("d".into(), (1, 101));
+        let f = t.remember("d/f".into(), (1, 102));
+        let g = t.remember("d/e/g".into(), (1, 103));
+        (t, d, f, g)
+    }
+
+    fn path(t: &Inodes, ino: u64) -> Option<PathBuf> {
+        t.get(ino).and_then(|n| n.path.clone())
+    }
+
+    #[test]
+    fn lookups_are_counted_per_identity() {
+        let (mut t, _, f, _) = table();
+        assert_eq!(t.remember("link-to-f".into(), (1, 102)), f);
+        let node = t.get(f).unwrap();
+        assert_eq!(node.lookups, 2);
+        assert_eq!(node.path.as_deref(), Some(Path::new("link-to-f")));
+        assert_eq!(t.find((1, 102)), Some(f));
+    }
+
+    #[test]
+    fn rename_moves_everything_below() {
+        let (mut t, d, f, g) = table();
+        t.rename_paths(Path::new("d"), Path::new("x/y"));
+        assert_eq!(path(&t, d), Some("x/y".into()));
+        assert_eq!(path(&t, f), Some("x/y/f".into()));
+        assert_eq!(path(&t, g), Some("x/y/e/g".into()));
+        assert_eq!(path(&t, FUSE_ROOT_ID), Some(PathBuf::new()));
+        // A sibling whose name merely starts with the same letters stays.
+        let dd = t.remember("x/yy".into(), (1, 104));
+        t.rename_paths(Path::new("x/y"), Path::new("z"));
+        assert_eq!(path(&t, dd), Some("x/yy".into()));
+        assert_eq!(path(&t, f), Some("z/f".into()));
+    }
+
+    #[test]
+    fn exchange_swaps_both_trees() {
+        let (mut t, d, f, _) = table();
+        let o = t.remember("o".into(), (1, 110));
+        let p = t.remember("o/p".into(), (1, 111));
+        t.exchange_paths(Path::new("d"), Path::new("o"));
+        assert_eq!(path(&t, d), Some("o".into()));
+        assert_eq!(path(&t, f), Some("o/f".into()));
+        assert_eq!(path(&t, o), Some("d".into()));
+        assert_eq!(path(&t, p), Some("d/p".into()));
+    }
+
+    #[test]
+    fn detached_nodes_live_until_forgotten() {
+        let (mut t, _, f, _) = table();
+        t.detach(f);
+        assert_eq!(t.find((1, 102)), None);
+        assert!(t.get(f).is_some());
+        // The source reuses the inode number: a new node.
+        let f2 = t.remember("d/f".into(), (1, 102));
+        assert_ne!(f2, f);
+        t.get_mut(f).unwrap().lookups = 0;
+        assert!(t.maybe_remove(f).is_none());
+        assert!(t.get(f).is_none());
+        // Removing the old node leaves the new identity alone.
+        assert_eq!(t.find((1, 102)), Some(f2));
+        // The root is never removed.
+        t.get_mut(FUSE_ROOT_ID).unwrap().lookups = 0;
+        t.maybe_remove(FUSE_ROOT_ID);
+        assert!(t.get(FUSE_ROOT_ID).is_some());
+    }
+
+    #[test]
+    fn a_new_open_sees_only_unseen_errors() {
+        let mut log = ErrLog::default();
+        assert_eq!(log.sample(), 0);
+        log.generation = 1;
+        log.errno = libc::EIO;
+        // Nobody has seen it: a new open will.
+        assert_eq!(log.sample(), 0);
+        log.seen = true;
+        assert_eq!(log.sample(), 1);
+    }
+}
