@@ -9,14 +9,14 @@ use crate::CliError;
 /// Budget of the quick suite.
 pub const QUICK_MEMORY: u64 = 64 << 20;
 /// Seconds per run in the quick suite.
-pub const QUICK_DURATION: f64 = 5.0;
+pub const QUICK_DURATION: f64 = 6.0;
 /// Smallest budget the workloads can be scaled to.
 pub const MIN_MEMORY: u64 = 1 << 20;
 
 /// Arguments of `pagecache bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// The quick suite: a 64M budget and 5 s per run (also what runs when
+    /// The quick suite: a 64M budget and 6 s per run (also what runs when
     /// `--memory` and `--duration` are not given).
     #[arg(long, conflicts_with_all = ["memory", "duration"])]
     pub quick: bool,

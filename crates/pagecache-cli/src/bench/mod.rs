@@ -96,6 +96,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         threads: plan.threads,
         duration_secs: plan.duration.as_secs_f64(),
         kernel_memory_limited,
+        method: method(),
         runs,
     };
     write_report(&plan, &rep)?;
@@ -116,6 +117,17 @@ pub fn run(a: Args) -> Result<(), CliError> {
         )));
     }
     Ok(())
+}
+
+/// How the numbers were taken, for the report.
+fn method() -> Vec<String> {
+    vec![
+        "Every run starts cold: its files are written with O_DIRECT just before it, so neither the kernel page cache nor the library holds them; `hit`, `readers-vs-writer` and `scan` then warm their hot set by reading it (twice for the last two) under every policy alike.".into(),
+        "The library's policies read and write their files with O_DIRECT, so the budget is the only memory their pages live in. `kernel` runs the same workload code in a child process through buffered pread/pwrite, in a child memory cgroup limited to the budget plus 4 MiB for the child's own allocations.".into(),
+        "`hit` alternates read_at, pin and memcpy phases in one-second rounds and times every 16th operation; other workloads time every operation. Kernel hits are told from misses with preadv2(RWF_NOWAIT).".into(),
+        "Kernel writeback figures are the block device's counters (machine-wide); throttle, direct reclaim writes and stack depth cannot be measured for the kernel and are shown as -.".into(),
+        "Writes: threads own disjoint blocks and track each block's version; every read is checked against the version expected, and after the run the files are synced and a sample of blocks read back whole.".into(),
+    ]
 }
 
 /// The largest run keeps 4.5× the budget on disk (scan: hot set + scan file).

@@ -129,6 +129,8 @@ pub struct Report {
     pub threads: usize,
     pub duration_secs: f64,
     pub kernel_memory_limited: Option<bool>,
+    /// How the numbers were taken.
+    pub method: Vec<String>,
     pub runs: Vec<RunResult>,
 }
 
@@ -338,6 +340,10 @@ pub fn summary_md(rep: &Report) -> String {
     s.push('\n');
     for (h, d) in COLUMNS {
         let _ = writeln!(s, "- **{h}**: {d}");
+    }
+    s.push('\n');
+    for m in &rep.method {
+        let _ = writeln!(s, "- {m}");
     }
     let _ = writeln!(
         s,
