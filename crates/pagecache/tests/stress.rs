@@ -201,7 +201,7 @@ fn run(duration: Duration, max_ops: u64, seed: u64) {
     .unwrap();
     let disks: Vec<FaultBackend> = (0..THREADS).map(|_| FaultBackend::new()).collect();
     for (i, d) in disks.iter().enumerate() {
-        d.random_faults(seed ^ (i as u64 + 1) * 0x1234_5678_9abc, Some(64));
+        d.random_faults(seed ^ ((i as u64 + 1) * 0x1234_5678_9abc), Some(64));
     }
     let files: Arc<Vec<File>> = Arc::new(
         disks
