@@ -7,7 +7,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -96,6 +96,8 @@ pub(crate) struct Mapping {
     pub(crate) wb_failing: AtomicBool,
     /// When the last writeback failure happened (ns since the cache epoch).
     pub(crate) last_fail_ns: AtomicU64,
+    /// The errno of the last writeback failure.
+    pub(crate) last_errno: AtomicI32,
 }
 
 impl Mapping {
@@ -123,6 +125,7 @@ impl Mapping {
             handles: AtomicUsize::new(0),
             wb_failing: AtomicBool::new(false),
             last_fail_ns: AtomicU64::new(0),
+            last_errno: AtomicI32::new(0),
         }
     }
 

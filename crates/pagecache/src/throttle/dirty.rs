@@ -186,9 +186,9 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
             );
             return Err(Error::Writeback {
                 path: m.path.clone(),
-                source: std::io::Error::other(
-                    "dirty limit reached and writeback of this file keeps failing",
-                ),
+                // The errno of the failing writes (ENOSPC, EIO…), so a
+                // caller can tell a full device from a broken one.
+                source: std::io::Error::from_raw_os_error(m.last_errno.load(Ordering::Relaxed)),
             });
         }
         dirty = dirty_for(inner, m, &l, nr_dirty(inner));

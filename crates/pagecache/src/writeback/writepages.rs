@@ -163,7 +163,9 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
     let ok = result.is_ok();
     if let Err(e) = &result {
         inc(&inner.counters.writeback_errors);
-        m.errseq.set(e.raw_os_error().unwrap_or(super::libc_eio()));
+        let errno = e.raw_os_error().unwrap_or(super::libc_eio());
+        m.errseq.set(errno);
+        m.last_errno.store(errno, Ordering::Relaxed);
         m.last_fail_ns
             .store(inner.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
         m.wb_failing.store(true, Ordering::Release);
