@@ -33,6 +33,17 @@ impl MemBackend {
     }
 }
 
+/// Makes room for `len` bytes, failing instead of aborting when memory
+/// cannot hold them.
+fn grow(data: &mut Vec<u8>, len: usize) -> io::Result<()> {
+    if len > data.len() {
+        data.try_reserve(len - data.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "backend too large"))?;
+        data.resize(len, 0);
+    }
+    Ok(())
+}
+
 impl Backend for MemBackend {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let data = self.data.lock();
@@ -50,14 +61,15 @@ impl Backend for MemBackend {
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
         crate::stack::probe();
         let mut data = self.data.lock();
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
         let mut pos = usize::try_from(offset)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+            .ok()
+            .filter(|o| o.checked_add(total).is_some())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "offset too large"))?;
+        grow(&mut data, pos + total)?;
         let start = pos;
         for b in bufs {
             let end = pos + b.len();
-            if data.len() < end {
-                data.resize(end, 0);
-            }
             data[pos..end].copy_from_slice(b);
             pos = end;
         }
@@ -75,7 +87,9 @@ impl Backend for MemBackend {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "length too large"))?;
-        self.data.lock().resize(len, 0);
+        let mut data = self.data.lock();
+        grow(&mut data, len)?;
+        data.resize(len, 0);
         Ok(())
     }
 }
