@@ -183,7 +183,12 @@ impl PageCache {
         let wm = cfg.validate()?;
         let frames = cfg.frames();
         let inner = Arc::new(Inner {
-            arena: Arena::new(frames, cfg.page_size),
+            arena: Arena::new(frames, cfg.page_size).ok_or_else(|| {
+                Error::Config(format!(
+                    "memory {} bytes could not be allocated",
+                    cfg.memory
+                ))
+            })?,
             lru: Lru::default(),
             registry: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),

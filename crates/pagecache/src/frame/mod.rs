@@ -89,13 +89,15 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    pub(crate) fn new(nframes: usize, page_size: usize) -> Self {
+    /// `None` if the page bytes cannot be allocated (a budget larger than
+    /// the machine can give).
+    pub(crate) fn new(nframes: usize, page_size: usize) -> Option<Self> {
         let layout = Layout::from_size_align(nframes * page_size, page_size.max(4096))
             .expect("validated config gives a valid layout");
         // SAFETY: the layout has non-zero size (config validation ensures at
         // least MIN_FRAMES frames of at least 512 bytes).
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
-        let base = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        let base = NonNull::new(ptr)?;
         let frames = (0..nframes)
             .map(|_| Frame {
                 state: FrameState::new_free(),
@@ -109,14 +111,14 @@ impl Arena {
         for id in 0..nframes as FrameId {
             let _ = free.push(id);
         }
-        Arena {
+        Some(Arena {
             frames,
             base,
             layout,
             page_size,
             free,
             nr_pinned: AtomicUsize::new(0),
-        }
+        })
     }
 
     #[inline]
