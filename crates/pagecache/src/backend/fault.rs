@@ -271,9 +271,18 @@ impl FaultBackend {
     /// Turns the power back on, with the durable image as content, and
     /// forgets every scheduled fault.
     pub fn reboot(&self) {
+        {
+            let mut s = self.shared.state.lock();
+            s.written = s.durable.clone();
+            s.off = false;
+        }
+        self.clear_faults();
+    }
+
+    /// Forgets every scheduled, persistent and random fault and every delay
+    /// (the images and the power are left as they are).
+    pub fn clear_faults(&self) {
         let mut s = self.shared.state.lock();
-        s.written = s.durable.clone();
-        s.off = false;
         s.schedule.clear();
         s.failing = None;
         s.fail_syncs = 0;
