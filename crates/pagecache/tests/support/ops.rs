@@ -4,8 +4,9 @@
 //! with an in-memory model, and at the end the durable image with the model.
 //!
 //! Shared by `tests/ops_model.rs` (proptest, on stable) and the cargo-fuzz
-//! target `fuzz/fuzz_targets/ops.rs`, which derives `Arbitrary` for [`Op`].
-#![allow(unexpected_cfgs, dead_code)]
+//! target `fuzz/fuzz_targets/ops.rs` (whose `Arbitrary` input decodes its
+//! bytes with [`decode`]).
+#![allow(dead_code)]
 
 use pagecache::{Config, Error, FaultBackend, PageCache};
 
@@ -17,7 +18,6 @@ const MAX: usize = MAX_PAGES * PS;
 
 /// One operation; numbers are reduced into range by the checker.
 #[derive(Clone, Debug)]
-#[cfg_attr(fuzzing, derive(arbitrary::Arbitrary))]
 pub enum Op {
     Write {
         off: u32,
@@ -55,9 +55,7 @@ pub enum Op {
 pub fn decode(bytes: &[u8]) -> Vec<Op> {
     let mut it = bytes.iter().copied();
     let mut ops = Vec::new();
-    let mut u8_ = |it: &mut dyn Iterator<Item = u8>| it.next();
-    loop {
-        let Some(tag) = u8_(&mut it) else { break };
+    while let Some(tag) = it.next() {
         let mut n = |k: usize| -> Option<u32> {
             let mut v = 0u32;
             for _ in 0..k {
