@@ -114,7 +114,7 @@ impl Inner {
             clean: frames.saturating_sub(free + dirty + writeback),
             dirty,
             writeback,
-            pinned: self.arena.nr_pinned.load(Ordering::Relaxed),
+            pinned: self.arena.count_pinned(),
             inactive,
             active,
             write_bandwidth: self.bandwidth.bytes_per_sec(),

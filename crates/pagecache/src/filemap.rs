@@ -91,7 +91,7 @@ pub(crate) fn get_page<'a>(
             }
             Err(e) => {
                 {
-                    let mut pages = m.pages.write();
+                    let mut pages = m.pages.shard(index).write();
                     if pages.get(&index) == Some(&id) {
                         pages.remove(&index);
                     }

@@ -36,6 +36,57 @@ impl Hasher for IndexHasher {
 
 pub(crate) type PageIndex = HashMap<u64, FrameId, BuildHasherDefault<IndexHasher>>;
 
+const SHARDS: usize = 16;
+
+/// The page index, split by page index over locks on separate cache lines,
+/// so that threads hitting different pages of one file do not contend on
+/// one lock word.
+pub(crate) struct PageTable {
+    shards: [Shard; SHARDS],
+}
+
+#[repr(align(64))]
+#[derive(Default)]
+struct Shard(RwLock<PageIndex>);
+
+impl Default for PageTable {
+    fn default() -> Self {
+        PageTable {
+            shards: std::array::from_fn(|_| Shard::default()),
+        }
+    }
+}
+
+impl PageTable {
+    /// The lock that covers page `index`.
+    #[inline]
+    pub(crate) fn shard(&self, index: u64) -> &RwLock<PageIndex> {
+        // Consecutive runs of 16 pages share a shard: sequential access
+        // stays on one lock, random access spreads.
+        &self.shards[((index >> 4) as usize) % SHARDS].0
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.read().len()).sum()
+    }
+
+    /// Removes and returns every page at or past `first`.
+    pub(crate) fn remove_from(&self, first: u64) -> Vec<(u64, FrameId)> {
+        let mut gone = Vec::new();
+        for s in &self.shards {
+            s.0.write().retain(|&i, &mut id| {
+                if i >= first {
+                    gone.push((i, id));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        gone
+    }
+}
+
 /// The dirty pages of one mapping, in page order.
 #[derive(Default)]
 pub(crate) struct DirtyIndex {
@@ -74,7 +125,7 @@ pub(crate) struct Mapping {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) path: Option<PathBuf>,
     pub(crate) inode: Option<Inode>,
-    pub(crate) pages: RwLock<PageIndex>,
+    pub(crate) pages: PageTable,
     pub(crate) dirty: Mutex<DirtyIndex>,
     /// Logical file size (the kernel's `i_size`).
     pub(crate) size: AtomicU64,
@@ -113,7 +164,7 @@ impl Mapping {
             backend,
             path,
             inode,
-            pages: RwLock::new(PageIndex::default()),
+            pages: PageTable::default(),
             dirty: Mutex::new(DirtyIndex::default()),
             size: AtomicU64::new(size),
             resize: RwLock::new(()),
@@ -138,7 +189,7 @@ impl Mapping {
     /// lock, which reclaim needs exclusively to free a frame.
     #[inline]
     pub(crate) fn find_pin(&self, arena: &Arena, index: u64) -> Option<FrameId> {
-        let pages = self.pages.read();
+        let pages = self.pages.shard(index).read();
         let id = *pages.get(&index)?;
         arena.pin(id);
         Some(id)
@@ -156,7 +207,7 @@ impl Mapping {
         arena: &'a Arena,
         index: u64,
     ) -> Option<(FrameId, RwLockReadGuard<'a, ()>)> {
-        let pages = self.pages.read();
+        let pages = self.pages.shard(index).read();
         let id = *pages.get(&index)?;
         let f = arena.frame(id);
         let guard = f.lock.try_read()?;
@@ -171,7 +222,7 @@ impl Mapping {
     /// Publishes `frame` (pinned by the caller) at `index`, unless a frame is
     /// there already: then that one is pinned and returned as `Err`.
     pub(crate) fn insert(&self, arena: &Arena, index: u64, frame: FrameId) -> Result<(), FrameId> {
-        let mut pages = self.pages.write();
+        let mut pages = self.pages.shard(index).write();
         if let Some(&existing) = pages.get(&index) {
             arena.pin(existing);
             return Err(existing);
@@ -185,7 +236,7 @@ impl Mapping {
 
     /// Number of resident pages.
     pub(crate) fn nr_pages(&self) -> usize {
-        self.pages.read().len()
+        self.pages.len()
     }
 
     /// Records a page as dirty in the index; returns whether the mapping was clean.

@@ -95,6 +95,8 @@ counters! {
     pgactivate,
     /// Pages written by an allocating thread (only under `legacy`).
     direct_reclaim_writes,
+    /// Pages written by the background reclaimer (only under `legacy`).
+    background_reclaim_writes,
     /// Write I/Os issued by writeback.
     writeback_ios,
     /// Bytes written by writeback.

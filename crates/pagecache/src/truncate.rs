@@ -32,18 +32,7 @@ pub(crate) fn set_len(inner: &Inner, m: &Mapping, new: u64) -> Result<()> {
     }
     let ps = inner.page_size() as u64;
     let keep = new.div_ceil(ps);
-    let gone: Vec<_> = {
-        let mut pages = m.pages.write();
-        let gone: Vec<_> = pages
-            .iter()
-            .filter(|(&i, _)| i >= keep)
-            .map(|(&i, &id)| (i, id))
-            .collect();
-        for (i, _) in &gone {
-            pages.remove(i);
-        }
-        gone
-    };
+    let gone = m.pages.remove_from(keep);
     let arena = &inner.arena;
     for (index, id) in gone {
         let f = arena.frame(id);

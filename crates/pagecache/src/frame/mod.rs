@@ -21,7 +21,7 @@
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 mod state;
 #[cfg(all(test, loom))]
@@ -77,8 +77,6 @@ pub(crate) struct Arena {
     layout: Layout,
     pub(crate) page_size: usize,
     free: ArrayQueue<FrameId>,
-    /// Frames whose pin count is above zero.
-    pub(crate) nr_pinned: AtomicUsize,
 }
 
 // SAFETY: the arena owns its allocation outright; all access to page bytes
@@ -117,7 +115,6 @@ impl Arena {
             layout,
             page_size,
             free,
-            nr_pinned: AtomicUsize::new(0),
         })
     }
 
@@ -167,8 +164,17 @@ impl Arena {
         let id = self.free.pop()?;
         let f = self.frame(id);
         f.state.alloc();
-        self.nr_pinned.fetch_add(1, Ordering::Relaxed);
         Some(id)
+    }
+
+    /// Frames with at least one pin. A walk over the arena, not a counter:
+    /// a shared counter bumped on every pin would bounce between cores on
+    /// the hit path, and only the rare out-of-memory decision needs this.
+    pub(crate) fn count_pinned(&self) -> usize {
+        self.frames
+            .iter()
+            .filter(|f| f.flags() & PIN_MASK != 0)
+            .count()
     }
 
     pub(crate) fn nr_free(&self) -> usize {
@@ -189,16 +195,13 @@ impl Arena {
     /// Returns a frame fresh from `pop_free` that was never published.
     pub(crate) fn release_unused(&self, id: FrameId) {
         self.frame(id).state.release_unused();
-        self.nr_pinned.fetch_sub(1, Ordering::Relaxed);
         self.push_free(id);
     }
 
     /// Adds a pin. Callers hold the owning mapping's index lock (or own the frame).
     #[inline]
     pub(crate) fn pin(&self, id: FrameId) {
-        if self.frame(id).state.pin() {
-            self.nr_pinned.fetch_add(1, Ordering::Relaxed);
-        }
+        self.frame(id).state.pin();
     }
 
     /// Drops a pin; frees an orphaned frame on its last unpin. Returns whether
@@ -209,7 +212,6 @@ impl Arena {
         if prev & PIN_MASK != 1 {
             return false;
         }
-        self.nr_pinned.fetch_sub(1, Ordering::Relaxed);
         if prev & ORPHAN != 0 {
             self.try_free_orphan(id);
         }

@@ -1,7 +1,8 @@
 //! The background reclaimer (the kernel's kswapd): keeps free frames between
 //! the low and high watermarks so allocators rarely reclaim themselves.
-//! Like direct reclaim under `offload`, it never writes: dirty pages it meets
-//! are flagged and handed to the flushers.
+//! Under `offload` it never writes: dirty pages it meets are flagged and
+//! handed to the flushers. Under `legacy` it writes them one by one, as the
+//! 2010 kernel's kswapd did.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -30,7 +31,8 @@ pub(crate) fn run(inner: &Inner) {
         while arena.nr_free() < inner.wm.high && !inner.shutdown.load(Ordering::Acquire) {
             let progress_seen = inner.progress.seq();
             let scan = direct::shrink(inner, BATCH, Reclaimer::Background);
-            if scan.freed == 0 {
+            let waitable = scan.dirty + scan.writeback + scan.pinned > 0;
+            if scan.freed == 0 && (waitable || scan.scanned == 0) {
                 // Nothing clean: wait for writeback to make some.
                 throttle::reclaim::wait_quiet(inner, progress_seen);
                 if arena.nr_free() >= inner.wm.low {

@@ -67,8 +67,8 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         }
         if s & DIRTY != 0 {
             scan.dirty += 1;
-            if who == Reclaimer::Direct && inner.policy() == Policy::Legacy {
-                if pageout(inner, id) {
+            if inner.policy() == Policy::Legacy {
+                if pageout(inner, id, who) {
                     scan.freed += 1;
                 } else {
                     putback.push(e);
@@ -119,9 +119,10 @@ fn flag_for_flushers(inner: &Inner, id: FrameId) {
     }
 }
 
-/// The legacy decision: write the victim from this thread, on this stack,
+/// The legacy decision (the 2010 kernel's `pageout`, from direct reclaim and
+/// from kswapd alike): write the victim from this thread, on this stack,
 /// synchronously, then free it. Returns whether the frame was freed.
-fn pageout(inner: &Inner, id: FrameId) -> bool {
+fn pageout(inner: &Inner, id: FrameId, who: Reclaimer) -> bool {
     stack::probe();
     let f = inner.arena.frame(id);
     let Some(m) = inner.mapping(f.mapping.load(Ordering::Relaxed)) else {
@@ -132,7 +133,10 @@ fn pageout(inner: &Inner, id: FrameId) -> bool {
     };
     let index = f.index.load(Ordering::Relaxed);
     if writeback::writepage_sync(inner, &m, id, index) {
-        inc(&inner.counters.direct_reclaim_writes);
+        inc(match who {
+            Reclaimer::Direct => &inner.counters.direct_reclaim_writes,
+            Reclaimer::Background => &inner.counters.background_reclaim_writes,
+        });
         try_free(inner, id)
     } else {
         false
@@ -151,7 +155,7 @@ pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
     };
     let index = f.index.load(Ordering::Relaxed);
     {
-        let mut pages = m.pages.write();
+        let mut pages = m.pages.shard(index).write();
         if pages.get(&index) != Some(&id) {
             return false;
         }

@@ -51,6 +51,11 @@ pub(crate) fn alloc_frame(inner: &Inner) -> Result<FrameId> {
 #[inline(never)]
 fn alloc_slow(inner: &Inner) -> Result<FrameId> {
     let arena = &inner.arena;
+    // Scans that met neither dirty pages nor writeback have nothing to wait
+    // for (they moved referenced pages to the active list, or met pins):
+    // scan again at once, enough times to go round both lists.
+    let idle_limit = 2 * arena.len() / BATCH + 4;
+    let mut idle_scans = 0;
     let mut stuck_rounds = 0;
     loop {
         if inner.shutdown.load(Ordering::Acquire) {
@@ -62,22 +67,33 @@ fn alloc_slow(inner: &Inner) -> Result<FrameId> {
             return Ok(id);
         }
         background::wake(inner);
-        let pinned = arena.nr_pinned.load(Ordering::Relaxed);
-        if pinned >= arena.len() && scan.freed == 0 {
-            // Pins may be transient (another thread's read-in): give them one
-            // round of progress before declaring no progress possible.
-            stuck_rounds += 1;
-            if stuck_rounds > 2 {
-                inc(&inner.counters.oom_errors);
-                return Err(Error::OutOfMemory {
-                    frames: arena.len(),
-                    pinned,
-                });
+        if scan.freed > 0 {
+            // Another allocator took what this scan freed: try again.
+            continue;
+        }
+        if scan.dirty + scan.writeback == 0 {
+            idle_scans += 1;
+            if idle_scans < idle_limit {
+                continue;
+            }
+            let pinned = arena.count_pinned();
+            if pinned >= arena.len() {
+                // Pins may be transient (another thread's read-in): give them
+                // a round of progress before declaring no progress possible.
+                stuck_rounds += 1;
+                if stuck_rounds > 2 {
+                    inc(&inner.counters.oom_errors);
+                    return Err(Error::OutOfMemory {
+                        frames: arena.len(),
+                        pinned,
+                    });
+                }
             }
         } else {
+            idle_scans = 0;
             stuck_rounds = 0;
         }
-        if inner.policy() == Policy::NoThrottle && scan.freed == 0 {
+        if inner.policy() == Policy::NoThrottle {
             inc(&inner.counters.oom_errors);
             return Err(Error::NoCleanFrame);
         }
