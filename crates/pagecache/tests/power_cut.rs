@@ -8,7 +8,7 @@
 use std::thread;
 use std::time::Duration;
 
-use pagecache::{Config, Error, FaultBackend, PageCache};
+use pagecache::{Config, Error, FaultBackend, PageCache, Policy};
 
 const PS: usize = 4096;
 const FILE_PAGES: usize = 48;
@@ -53,8 +53,11 @@ fn touch(dirtied: &mut [bool], range: std::ops::Range<usize>) {
 fn boot(seed: u64, image: Vec<u8>, totals: &mut Totals) -> Vec<u8> {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let disk = FaultBackend::with_contents(image.clone());
+    // Every policy: they differ in what reclaim does with dirty pages.
+    let policy = Policy::ALL[(seed % 3) as usize];
     let cache = PageCache::new(
         Config::new(24 * PS)
+            .policy(policy)
             .dirty_expire(Duration::from_millis(1 + rng.below(20) as u64))
             .dirty_writeback_interval(Duration::from_millis(5)),
     )
@@ -87,12 +90,24 @@ fn boot(seed: u64, image: Vec<u8>, totals: &mut Totals) -> Vec<u8> {
                 let off = rng.below(MAX - 1);
                 let len = 1 + rng.below((3 * PS).min(MAX - off));
                 let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-                match f.write_at(&data, off as u64) {
+                // No-throttle may fail a write part way with no clean frame;
+                // rewriting the same bytes completes it.
+                let mut tries = 0;
+                let r = loop {
+                    match f.write_at(&data, off as u64) {
+                        Err(Error::NoCleanFrame) if tries < 1000 => {
+                            tries += 1;
+                            thread::sleep(Duration::from_millis(1));
+                        }
+                        r => break r,
+                    }
+                };
+                match r {
                     Ok(_) => {}
                     // Paced out at the dirty limit while writeback fails:
-                    // nothing was written.
+                    // refused before anything was written.
                     Err(Error::Writeback { .. }) => continue,
-                    Err(e) => panic!("seed {seed}: write: {e}"),
+                    Err(e) => panic!("seed {seed} ({policy}): write: {e}"),
                 }
                 if model.len() < off + len {
                     touch(&mut dirtied, model.len()..off);
@@ -115,8 +130,8 @@ fn boot(seed: u64, image: Vec<u8>, totals: &mut Totals) -> Vec<u8> {
                 let byte = rng.next() as u8;
                 let mut g = match f.page_mut(index as u64) {
                     Ok(g) => g,
-                    Err(Error::Writeback { .. }) => continue,
-                    Err(e) => panic!("seed {seed}: page_mut: {e}"),
+                    Err(Error::Writeback { .. } | Error::NoCleanFrame) => continue,
+                    Err(e) => panic!("seed {seed} ({policy}): page_mut: {e}"),
                 };
                 g[at..at + len].fill(byte);
                 drop(g);
