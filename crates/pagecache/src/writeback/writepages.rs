@@ -157,7 +157,12 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
     let result = if len == 0 {
         Ok(())
     } else {
-        write_all_vectored(m.backend.as_ref(), &slices, offset)
+        // A backend that panics is a failed write, not a run whose pages stay
+        // under writeback forever (and whose waiters never wake).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            write_all_vectored(m.backend.as_ref(), &slices, offset)
+        }))
+        .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked")))
     };
     drop(slices);
     let ok = result.is_ok();
