@@ -335,3 +335,58 @@ fn short_and_delayed_writes_lose_nothing() {
     assert_eq!(disk.durable(), data);
     assert!(disk.stats().short_writes > 0);
 }
+
+/// A backend whose write panics (a bug in user code) costs an error, not a
+/// hung cache: the pages stay dirty and a later sync writes them.
+#[test]
+fn a_panicking_backend_write_is_an_error_not_a_hang() {
+    use std::io;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use pagecache::Backend;
+
+    struct Panicky(FaultBackend, Arc<AtomicBool>);
+    impl Backend for Panicky {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            self.0.read_at(buf, offset)
+        }
+        fn write_vectored_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+            if self.1.swap(false, Ordering::AcqRel) {
+                panic!("backend bug");
+            }
+            self.0.write_vectored_at(bufs, offset)
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.0.sync()
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.0.len()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+    }
+
+    let cache = PageCache::new(Config::new(64 * PS)).unwrap();
+    let disk = FaultBackend::new();
+    let armed = Arc::new(AtomicBool::new(true));
+    let f = cache
+        .open_backend(Panicky(disk.clone(), armed.clone()))
+        .unwrap();
+    let data = write_pages(&f, 12, 0..4);
+    let (tx, rx) = mpsc::channel();
+    let syncer = {
+        let f = f.clone();
+        thread::spawn(move || {
+            let first = f.sync();
+            let second = f.sync();
+            tx.send(()).unwrap();
+            (first.is_err(), second.is_ok())
+        })
+    };
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("sync hung after a backend write panicked");
+    assert_eq!(syncer.join().unwrap(), (true, true));
+    assert_eq!(disk.durable(), data);
+}
