@@ -75,7 +75,13 @@ pub(crate) fn get_page<'a>(
                 page.fill(0);
                 Ok(())
             }
-            Fill::Read => read_page(m, page, index, inner.page_size()),
+            // A backend that panics fails this read-in like an I/O error,
+            // so the page is taken out instead of left half-made for the
+            // next reader to wait on forever.
+            Fill::Read => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                read_page(m, page, index, inner.page_size())
+            }))
+            .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked"))),
         };
         match filled {
             Ok(()) => {
