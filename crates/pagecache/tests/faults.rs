@@ -390,3 +390,59 @@ fn a_panicking_backend_write_is_an_error_not_a_hang() {
     assert_eq!(syncer.join().unwrap(), (true, true));
     assert_eq!(disk.durable(), data);
 }
+
+/// A backend whose read panics (a bug in user code) fails that read; the
+/// page is not left half-made for the next reader to wait on forever.
+#[test]
+fn a_panicking_backend_read_is_an_error_not_a_hang() {
+    use std::io;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use pagecache::Backend;
+
+    struct Panicky(FaultBackend, Arc<AtomicBool>);
+    impl Backend for Panicky {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            if self.1.swap(false, Ordering::AcqRel) {
+                panic!("backend bug");
+            }
+            self.0.read_at(buf, offset)
+        }
+        fn write_vectored_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+            self.0.write_vectored_at(bufs, offset)
+        }
+        fn sync(&self) -> io::Result<()> {
+            self.0.sync()
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.0.len()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.0.set_len(len)
+        }
+    }
+
+    let cache = PageCache::new(Config::new(64 * PS)).unwrap();
+    let contents = page(13);
+    let disk = FaultBackend::with_contents(contents.clone());
+    let f = cache
+        .open_backend(Panicky(disk, Arc::new(AtomicBool::new(true))))
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; PS];
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f.read_at(&mut buf, 0).map(|_| ())
+        }));
+        let first_failed = !matches!(first, Ok(Ok(())));
+        let second = f.read_exact_at(&mut buf, 0).is_ok();
+        tx.send(()).unwrap();
+        (first_failed, second, buf)
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("a read hung after a backend read panicked");
+    let (first_failed, second_ok, buf) = reader.join().unwrap();
+    assert!(first_failed && second_ok);
+    assert_eq!(buf, contents);
+}
