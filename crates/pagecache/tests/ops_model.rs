@@ -7,7 +7,7 @@ mod ops;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn op_sequences_match_the_model(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
