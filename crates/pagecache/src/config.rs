@@ -115,7 +115,7 @@ impl Default for Config {
             dirty_writeback_interval: Duration::from_secs(5),
             flushers: 1,
             max_io: 1 << 20,
-            io_depth: 16,
+            io_depth: 64,
             policy: Policy::Offload,
             background_reclaim: true,
         }

@@ -20,6 +20,12 @@ use parking_lot::Mutex;
 
 use crate::frame::{Arena, FrameId, ACTIVE, REFERENCED};
 
+/// The active list may hold this many times the inactive list's pages (the
+/// kernel's `inactive_ratio` at about 1 GiB). A larger ratio protects a
+/// larger hot set against a fast stream of new pages; the inactive quarter
+/// that remains is where new pages prove themselves.
+const ACTIVE_RATIO: usize = 3;
+
 /// A list entry: frame and the generation it had when listed.
 pub(crate) type Entry = (FrameId, u32);
 
@@ -90,12 +96,12 @@ impl Lru {
         }
     }
 
-    /// Keeps the active list no larger than the inactive one: scans up to `n`
+    /// Keeps the active list within `ACTIVE_RATIO` × the inactive one: scans up to `n`
     /// active-tail entries, rotating referenced ones and demoting the rest.
     pub(crate) fn balance(&self, arena: &Arena, n: usize) {
         let mut l = self.lists.lock();
         for _ in 0..n {
-            if l.active.len() <= l.inactive.len() {
+            if l.active.len() <= l.inactive.len() * ACTIVE_RATIO {
                 break;
             }
             let Some(e) = l.active.pop_back() else { break };
