@@ -446,3 +446,21 @@ fn a_panicking_backend_read_is_an_error_not_a_hang() {
     assert!(first_failed && second_ok);
     assert_eq!(buf, contents);
 }
+
+/// A failed `Backend::sync` (fsync) is reported like a failed write: once to
+/// every open, and nothing written is lost by it.
+#[test]
+fn a_failed_backend_sync_is_reported_to_every_open_once() {
+    let cache = eager_cache(64);
+    let disk = FaultBackend::new();
+    let a = cache.open_backend(disk.clone()).unwrap();
+    let b = a.reopen();
+    let data = write_pages(&a, 14, 0..4);
+    disk.fail_syncs(1, FaultBackend::EIO);
+    assert_eq!(errno(a.sync()), Some(FaultBackend::EIO));
+    assert_eq!(disk.durable(), Vec::<u8>::new(), "nothing durable yet");
+    assert_eq!(errno(b.sync()), Some(FaultBackend::EIO), "the other open");
+    assert_eq!(disk.durable(), data, "b's sync made it durable");
+    assert_eq!(errno(b.sync()), None);
+    assert_eq!(errno(a.sync()), None);
+}
