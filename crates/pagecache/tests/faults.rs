@@ -464,3 +464,61 @@ fn a_failed_backend_sync_is_reported_to_every_open_once() {
     assert_eq!(errno(b.sync()), None);
     assert_eq!(errno(a.sync()), None);
 }
+
+/// generic/441 on a real, full filesystem: a 64 KiB tmpfs, three opens of one
+/// path through the cache (two `open`s share the mapping; a clone shares an
+/// open). Writeback hits a real ENOSPC; once space returns each open's next
+/// sync reports ENOSPC exactly once and the data is all on disk. Needs root
+/// (to mount); skipped otherwise unless `PAGECACHE_REQUIRE_SYSTEM_TESTS` is set.
+#[test]
+fn generic_441_on_a_full_tmpfs() {
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            std::env::var_os("PAGECACHE_REQUIRE_SYSTEM_TESTS").is_none(),
+            "cannot mount a tmpfs"
+        );
+        eprintln!("skipped: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    let _mount = Mount(mnt.clone());
+    // Fill most of the filesystem; removing this later is "space returns".
+    let ballast = mnt.join("ballast");
+    std::fs::write(&ballast, vec![1u8; 48 << 10]).unwrap();
+
+    let cache = eager_cache(64);
+    let path = mnt.join("data");
+    let a = cache.open(&path).unwrap();
+    let b = cache.open(&path).unwrap();
+    let b_dup = b.clone();
+    let data = write_pages(&a, 15, 0..8); // 32 KiB into 16 KiB of space
+    wait_for("a real ENOSPC in writeback", || {
+        cache.stats().events.writeback_errors > 0
+    });
+    std::fs::remove_file(&ballast).unwrap();
+
+    let enospc = Some(28);
+    assert_eq!(errno(a.sync()), enospc, "first open");
+    assert_eq!(errno(a.sync()), None, "once");
+    assert_eq!(errno(b.sync()), enospc, "second open");
+    assert_eq!(errno(b_dup.sync()), None, "a clone shares the open");
+    let c = cache.open(&path).unwrap();
+    assert_eq!(errno(c.sync()), None, "opened after the error was seen");
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    drop((a, b, b_dup, c));
+    cache.shutdown().unwrap();
+}
