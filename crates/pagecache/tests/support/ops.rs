@@ -112,7 +112,8 @@ pub fn check(ops: &[Op]) {
     let cache = PageCache::new(
         Config::new(32 * PS)
             .dirty_ratio(40)
-            .dirty_background_ratio(20),
+            .dirty_background_ratio(20)
+            .io_depth(4), // a cache per sequence: few threads to start
     )
     .unwrap();
     let disk = FaultBackend::new();
