@@ -91,8 +91,11 @@ impl File {
         Ok(())
     }
 
-    /// Writes all of `buf` at `offset`, extending the file if needed; returns
-    /// `buf.len()`. The data is in the cache, not yet durable: see [`File::sync`].
+    /// Writes `buf` at `offset`, extending the file if needed, and returns
+    /// the bytes written: all of them, unless a frame could not be had part
+    /// way (out of memory, or no clean frame under `no-throttle`), in which
+    /// case the count says how much landed, like `write(2)`. The data is in
+    /// the cache, not yet durable: see [`File::sync`].
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize> {
         filemap::write_at(self.inner(), self.m(), buf, offset)
     }

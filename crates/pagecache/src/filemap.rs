@@ -12,9 +12,9 @@ use crate::frame::{FrameId, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
 use crate::guard::held;
 use crate::lru;
 use crate::mapping::Mapping;
-use crate::reclaim;
 use crate::stats::inc;
 use crate::throttle::{self, reclaim::TICK};
+use crate::{readahead, reclaim};
 
 /// Largest file offset accepted (the kernel's MAX_LFS_FILESIZE).
 pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
@@ -85,14 +85,16 @@ pub(crate) fn get_page<'a>(
         };
         match filled {
             Ok(()) => {
-                if fill == Fill::Read {
-                    inc(&inner.counters.pages_read);
-                }
                 f.set(UPTODATE);
                 if fill == Fill::Zero {
                     return Ok((id, Some(guard)));
                 }
+                inc(&inner.counters.pages_read);
                 drop(guard);
+                let ahead = readahead::window(m, index, inner.page_size());
+                if ahead > 0 {
+                    readahead::populate(inner, m, index + 1, ahead);
+                }
                 return Ok((id, None));
             }
             Err(e) => {
@@ -230,7 +232,13 @@ pub(crate) fn write_at(inner: &Inner, m: &Mapping, buf: &[u8], offset: u64) -> R
         } else {
             Fill::Read
         };
-        let (id, locked) = get_page(inner, m, index, fill)?;
+        let (id, locked) = match get_page(inner, m, index, fill) {
+            Ok(got) => got,
+            // Like write(2): what was written before the failure counts, and
+            // the caller learns how much landed; the next call gets the error.
+            Err(_) if pos > offset => return Ok((pos - offset) as usize),
+            Err(e) => return Err(e),
+        };
         let guard = match locked {
             Some(g) => g,
             None => lock_for_write(inner, id),

@@ -34,6 +34,7 @@ mod frame;
 mod guard;
 mod lru;
 mod mapping;
+mod readahead;
 mod reclaim;
 pub mod stack;
 mod stats;

@@ -98,10 +98,13 @@ impl Lru {
 
     /// Keeps the active list within `ACTIVE_RATIO` × the inactive one: scans up to `n`
     /// active-tail entries, rotating referenced ones and demoting the rest.
-    pub(crate) fn balance(&self, arena: &Arena, n: usize) {
+    /// With `force`, demotes regardless of the ratio: for a scan that found
+    /// nothing to free on the inactive list (all of it pinned, say), the
+    /// only clean pages may be on the active list.
+    pub(crate) fn balance(&self, arena: &Arena, n: usize, force: bool) {
         let mut l = self.lists.lock();
         for _ in 0..n {
-            if l.active.len() <= l.inactive.len() * ACTIVE_RATIO {
+            if !force && l.active.len() <= l.inactive.len() * ACTIVE_RATIO {
                 break;
             }
             let Some(e) = l.active.pop_back() else { break };

@@ -77,6 +77,8 @@ counters! {
     misses,
     /// Pages read in from backends.
     pages_read,
+    /// Of those, pages read ahead of a sequential reader.
+    pages_readahead,
     /// Pages that went from clean to dirty.
     pages_dirtied,
     /// Frames scanned by direct reclaim.

@@ -273,3 +273,30 @@ fn readers_and_writers_see_whole_page_versions() {
     });
     file.sync().unwrap();
 }
+
+#[test]
+fn a_write_cut_short_by_memory_reports_what_landed() {
+    let frames = 16u64;
+    let cache = PageCache::new(
+        Config::new(frames as usize * PS)
+            .policy(Policy::NoThrottle)
+            .background_reclaim(false),
+    )
+    .unwrap();
+    let file = cache.open_backend(pagecache::MemBackend::new()).unwrap();
+    file.set_len(frames * PS as u64).unwrap();
+    let guards: Vec<_> = (0..frames - 1).map(|i| file.page(i).unwrap()).collect();
+    // One frame left: the first page lands, the second finds nothing clean.
+    let data = vec![9u8; 3 * PS];
+    let at = 100 * PS as u64;
+    assert_eq!(file.write_at(&data, at).unwrap(), PS);
+    assert!(matches!(
+        file.write_at(&data[PS..], at + PS as u64),
+        Err(Error::NoCleanFrame)
+    ));
+    drop(guards);
+    let mut buf = vec![0u8; PS];
+    file.read_exact_at(&mut buf, at).unwrap();
+    assert_eq!(buf, vec![9u8; PS]);
+    assert_eq!(file.len(), at + PS as u64);
+}

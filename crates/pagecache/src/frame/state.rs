@@ -27,6 +27,9 @@ pub(crate) const ACTIVE: u64 = 1 << 37;
 pub(crate) const ORPHAN: u64 = 1 << 38;
 /// On the free list.
 pub(crate) const FREE: u64 = 1 << 39;
+/// Read ahead and not yet accessed: its first access is the one that would
+/// have read it in, so it does not count as a reference.
+pub(crate) const READAHEAD: u64 = 1 << 40;
 
 /// A frame's state word.
 pub(crate) struct FrameState(AtomicU64);
@@ -53,10 +56,18 @@ impl FrameState {
         self.0.fetch_and(!flag, Ordering::AcqRel) & flag != 0
     }
 
-    /// Sets REFERENCED, skipping the read-modify-write when already set.
+    /// Records an access: sets REFERENCED, or, on a read-ahead page's first
+    /// access, only clears READAHEAD. Skips the read-modify-write when the
+    /// bit is already set.
     #[inline]
     pub(crate) fn mark_referenced(&self) {
-        if self.0.load(Ordering::Relaxed) & REFERENCED == 0 {
+        let s = self.0.load(Ordering::Relaxed);
+        if s & REFERENCED != 0 {
+            return;
+        }
+        if s & READAHEAD != 0 {
+            self.0.fetch_and(!READAHEAD, Ordering::Relaxed);
+        } else {
             self.0.fetch_or(REFERENCED, Ordering::Relaxed);
         }
     }

@@ -88,7 +88,8 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     inner.lru.putback(&putback);
     add(&inner.counters.pgactivate, activate.len() as u64);
     inner.lru.activate(&activate);
-    inner.lru.balance(arena, nr);
+    let stuck = scan.freed == 0 && scan.dirty + scan.writeback == 0;
+    inner.lru.balance(arena, nr, stuck);
     let (scanned, freed) = match who {
         Reclaimer::Direct => (
             &inner.counters.pgscan_direct,

@@ -10,6 +10,8 @@ use pagecache::{Backend, MemBackend};
 
 #[derive(Default)]
 pub struct Calls {
+    /// Reads issued.
+    pub reads: AtomicU64,
     /// Vectored writes issued.
     pub writes: AtomicU64,
     /// Writes issued by a thread inside a page allocation.
@@ -57,6 +59,10 @@ impl ProbeBackend {
         self.calls.gate.notify_all();
     }
 
+    pub fn reads(&self) -> u64 {
+        self.calls.reads.load(Ordering::Relaxed)
+    }
+
     pub fn writes(&self) -> u64 {
         self.calls.writes.load(Ordering::Relaxed)
     }
@@ -68,6 +74,7 @@ impl ProbeBackend {
 
 impl Backend for ProbeBackend {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.calls.reads.fetch_add(1, Ordering::Relaxed);
         self.mem.read_at(buf, offset)
     }
 
