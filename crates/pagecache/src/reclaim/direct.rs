@@ -88,7 +88,11 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     inner.lru.putback(&putback);
     add(&inner.counters.pgactivate, activate.len() as u64);
     inner.lru.activate(&activate);
-    let stuck = scan.freed == 0 && scan.dirty + scan.writeback == 0;
+    // Only pinned pages (or none) at the inactive tail: the clean pages, if
+    // any, are on the active list, so demote regardless of the list ratio.
+    // A scan that activated referenced pages made progress of its own and
+    // must not churn the active list.
+    let stuck = scan.freed == 0 && scan.dirty + scan.writeback == 0 && activate.is_empty();
     inner.lru.balance(arena, nr, stuck);
     let (scanned, freed) = match who {
         Reclaimer::Direct => (
