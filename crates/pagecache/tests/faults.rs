@@ -3,10 +3,13 @@
 //! writes kept and retried (PostgreSQL's 2018 fsync lesson), a full disk on
 //! one file, and readers of resident pages while writeback is stalled.
 
+mod common;
+
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use common::xorshift_bytes;
 use pagecache::{Config, Error, FaultBackend, File, PageCache};
 
 const PS: usize = 4096;
@@ -23,15 +26,7 @@ fn eager_cache(frames: usize) -> PageCache {
 
 /// A page of bytes derived from `seed`.
 fn page(seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..PS)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, PS)
 }
 
 fn errno(r: pagecache::Result<()>) -> Option<i32> {

@@ -14,12 +14,15 @@
 //! The child is this test binary itself, re-executed with
 //! `PAGECACHE_KILL9_DIR` set, running only [`child_process_entry`].
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pagecache::{Config, PageCache};
 
 const SECTOR: usize = 512;
@@ -27,20 +30,6 @@ const SECTORS: usize = 4096; // a 2 MiB file over a 256 KiB cache
 const ROUNDS: u64 = 16;
 const DIR_ENV: &str = "PAGECACHE_KILL9_DIR";
 const MARK: &str = "#PC ";
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn mix(version: u64, sector: u64) -> u64 {
     (version.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ sector.wrapping_mul(0xc2b2_ae3d_27d4_eb4f)) | 1
@@ -95,10 +84,10 @@ fn child_process_entry() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut version = base;
     let mut since_sync = 0;
-    let mut sync_every = 1 + rng.below(12);
+    let mut sync_every = 1 + rng.below_usize(12);
     while Instant::now() < deadline {
-        let first = rng.below(SECTORS);
-        let n = 1 + rng.below(24.min(SECTORS - first));
+        let first = rng.below_usize(SECTORS);
+        let n = 1 + rng.below_usize(24.min(SECTORS - first));
         let mut buf = vec![0u8; n * SECTOR];
         for (i, s) in buf.chunks_mut(SECTOR).enumerate() {
             encode(version, (first + i) as u64, s);
@@ -113,7 +102,7 @@ fn child_process_entry() {
                 out.flush().unwrap();
             }
             since_sync = 0;
-            sync_every = 1 + rng.below(12);
+            sync_every = 1 + rng.below_usize(12);
         }
         version += 1;
     }
@@ -152,7 +141,7 @@ fn acknowledged_writes_survive_kill_9() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let kill_after = 20 + rng.below(3000);
+        let kill_after = 20 + rng.below_usize(3000);
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut seen = 0;
         let mut acked = 0u64;

@@ -5,9 +5,12 @@
 //! "reboot" (a new cache over the durable image) every byte acknowledged by a
 //! successful `sync` must be there.
 
+mod common;
+
 use std::thread;
 use std::time::Duration;
 
+use common::Rng;
 use pagecache::{Config, Error, FaultBackend, PageCache, Policy};
 
 const PS: usize = 4096;
@@ -15,20 +18,6 @@ const FILE_PAGES: usize = 48;
 const MAX: usize = FILE_PAGES * PS;
 const ROUNDS: u64 = 40;
 const OPS: u64 = 150;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 #[derive(Default, Debug)]
 struct Totals {
@@ -58,7 +47,7 @@ fn boot(seed: u64, image: Vec<u8>, totals: &mut Totals) -> Vec<u8> {
     let cache = PageCache::new(
         Config::new(24 * PS)
             .policy(policy)
-            .dirty_expire(Duration::from_millis(1 + rng.below(20) as u64))
+            .dirty_expire(Duration::from_millis(1 + rng.below(20)))
             .dirty_writeback_interval(Duration::from_millis(5)),
     )
     .unwrap();
@@ -80,15 +69,15 @@ fn boot(seed: u64, image: Vec<u8>, totals: &mut Totals) -> Vec<u8> {
     let mut model = image.clone();
     let mut synced = image;
     let mut dirtied = vec![false; MAX + PS];
-    let cut_at = rng.below(OPS as usize) as u64;
+    let cut_at = rng.below(OPS);
     for op in 0..OPS {
         if op == cut_at {
             break;
         }
-        match rng.below(10) {
+        match rng.below_usize(10) {
             0..=4 => {
-                let off = rng.below(MAX - 1);
-                let len = 1 + rng.below((3 * PS).min(MAX - off));
+                let off = rng.below_usize(MAX - 1);
+                let len = 1 + rng.below_usize((3 * PS).min(MAX - off));
                 let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
                 // No-throttle may fail a write part way with no clean frame;
                 // rewriting the same bytes completes it.
@@ -117,16 +106,16 @@ fn boot(seed: u64, image: Vec<u8>, totals: &mut Totals) -> Vec<u8> {
                 touch(&mut dirtied, off..off + len);
             }
             5 => {
-                let new = rng.below(MAX);
+                let new = rng.below_usize(MAX);
                 f.set_len(new as u64).unwrap();
                 let old = model.len();
                 model.resize(new, 0);
                 touch(&mut dirtied, old.min(new)..old.max(new));
             }
             6 => {
-                let index = rng.below(FILE_PAGES);
-                let at = rng.below(PS);
-                let len = 1 + rng.below(PS - at);
+                let index = rng.below_usize(FILE_PAGES);
+                let at = rng.below_usize(PS);
+                let len = 1 + rng.below_usize(PS - at);
                 let byte = rng.next() as u8;
                 let mut g = match f.page_mut(index as u64) {
                     Ok(g) => g,
@@ -144,7 +133,7 @@ fn boot(seed: u64, image: Vec<u8>, totals: &mut Totals) -> Vec<u8> {
                 model[start..start + len].fill(byte);
                 touch(&mut dirtied, start..start + len);
             }
-            7 => thread::sleep(Duration::from_millis(rng.below(3) as u64)),
+            7 => thread::sleep(Duration::from_millis(rng.below(3))),
             _ => match f.sync() {
                 Ok(()) => {
                     totals.acked_syncs += 1;

@@ -12,30 +12,19 @@
 //! The bounded test runs in CI; the long one is `#[ignore]`d:
 //! `PAGECACHE_STRESS_SECS=600 cargo test -p pagecache --release --test stress -- --ignored --nocapture`.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use pagecache::{Config, Error, FaultBackend, File, PageCache};
 
 const PS: usize = 4096;
 const THREADS: usize = 4;
 const FILE_PAGES: usize = 64;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn checksum(file: u64, page: u64, version: u64) -> u64 {
     (file.wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -105,13 +94,13 @@ fn worker(me: usize, files: &[File], seed: u64, deadline: Instant, max_ops: u64,
     let mut ops = 0;
     while ops < max_ops && Instant::now() < deadline {
         ops += 1;
-        match rng.below(20) {
+        match rng.below_usize(20) {
             0..=6 => {
-                let p = rng.below(FILE_PAGES);
+                let p = rng.below_usize(FILE_PAGES);
                 let v = next_version;
                 next_version += 1;
                 make_page(fid, p as u64, v, &mut buf);
-                let r = if rng.below(3) == 0 {
+                let r = if rng.below_usize(3) == 0 {
                     own.page_mut(p as u64).map(|mut g| g.copy_from_slice(&buf))
                 } else {
                     own.write_at(&buf, (p * PS) as u64).map(|_| ())
@@ -130,7 +119,7 @@ fn worker(me: usize, files: &[File], seed: u64, deadline: Instant, max_ops: u64,
                 c.writes.fetch_add(1, Ordering::Relaxed);
             }
             7..=11 => {
-                let p = rng.below(FILE_PAGES);
+                let p = rng.below_usize(FILE_PAGES);
                 let n = own.read_at(&mut buf, (p * PS) as u64).unwrap();
                 if p < len_pages {
                     assert_eq!(n, PS, "thread {me}: short read of page {p}");
@@ -146,8 +135,8 @@ fn worker(me: usize, files: &[File], seed: u64, deadline: Instant, max_ops: u64,
                 c.reads.fetch_add(1, Ordering::Relaxed);
             }
             12..=15 => {
-                let f = rng.below(files.len());
-                let p = rng.below(FILE_PAGES);
+                let f = rng.below_usize(files.len());
+                let p = rng.below_usize(FILE_PAGES);
                 let n = files[f].read_at(&mut buf, (p * PS) as u64).unwrap();
                 // The owner may truncate meanwhile; check only whole pages.
                 if n == PS {
@@ -158,10 +147,10 @@ fn worker(me: usize, files: &[File], seed: u64, deadline: Instant, max_ops: u64,
                 c.foreign_reads.fetch_add(1, Ordering::Relaxed);
             }
             16..=18 => {
-                let f = if rng.below(2) == 0 {
+                let f = if rng.below_usize(2) == 0 {
                     me
                 } else {
-                    rng.below(files.len())
+                    rng.below_usize(files.len())
                 };
                 match files[f].sync() {
                     Ok(()) => c.syncs.fetch_add(1, Ordering::Relaxed),
@@ -170,7 +159,7 @@ fn worker(me: usize, files: &[File], seed: u64, deadline: Instant, max_ops: u64,
                 };
             }
             _ => {
-                let new = rng.below(FILE_PAGES);
+                let new = rng.below_usize(FILE_PAGES);
                 own.set_len((new * PS) as u64).unwrap();
                 for v in &mut model[new.min(len_pages)..] {
                     *v = 0;

@@ -114,16 +114,16 @@ impl Backend for ProbeBackend {
 
 /// Deterministic page content: page `index` at version `v`.
 pub fn page_bytes(ps: usize, index: u64, v: u64) -> Vec<u8> {
-    let mut x =
-        index.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ v.wrapping_mul(0xd1b5_4a32_d192_ed03) ^ 1;
-    (0..ps)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    xorshift_bytes(
+        index.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ v.wrapping_mul(0xd1b5_4a32_d192_ed03) ^ 1,
+        ps,
+    )
+}
+
+/// `len` bytes from a [`Rng`] seeded with `seed`, one byte per step.
+pub fn xorshift_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    (0..len).map(|_| rng.next() as u8).collect()
 }
 
 /// A small xorshift for deterministic randomness in tests.
@@ -139,5 +139,9 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
+    }
+
+    pub fn below_usize(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
     }
 }
