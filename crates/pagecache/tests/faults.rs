@@ -5,12 +5,14 @@
 
 mod common;
 
-use std::sync::mpsc;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use common::xorshift_bytes;
-use pagecache::{Config, Error, FaultBackend, File, PageCache};
+use pagecache::{Backend, Config, Error, FaultBackend, File, PageCache};
 
 const PS: usize = 4096;
 
@@ -331,43 +333,55 @@ fn short_and_delayed_writes_lose_nothing() {
     assert!(disk.stats().short_writes > 0);
 }
 
+/// Wraps a [`FaultBackend`]; while `armed`, the next read (if `on_read`) or
+/// write (otherwise) panics, once.
+struct Panicky {
+    inner: FaultBackend,
+    on_read: bool,
+    armed: Arc<AtomicBool>,
+}
+
+impl Panicky {
+    fn maybe_panic(&self, read: bool) {
+        if read == self.on_read && self.armed.swap(false, Ordering::AcqRel) {
+            panic!("backend bug");
+        }
+    }
+}
+
+impl Backend for Panicky {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.maybe_panic(true);
+        self.inner.read_at(buf, offset)
+    }
+    fn write_vectored_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        self.maybe_panic(false);
+        self.inner.write_vectored_at(bufs, offset)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
 /// A backend whose write panics (a bug in user code) costs an error, not a
 /// hung cache: the pages stay dirty and a later sync writes them.
 #[test]
 fn a_panicking_backend_write_is_an_error_not_a_hang() {
-    use std::io;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    use pagecache::Backend;
-
-    struct Panicky(FaultBackend, Arc<AtomicBool>);
-    impl Backend for Panicky {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            self.0.read_at(buf, offset)
-        }
-        fn write_vectored_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
-            if self.1.swap(false, Ordering::AcqRel) {
-                panic!("backend bug");
-            }
-            self.0.write_vectored_at(bufs, offset)
-        }
-        fn sync(&self) -> io::Result<()> {
-            self.0.sync()
-        }
-        fn len(&self) -> io::Result<u64> {
-            self.0.len()
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.0.set_len(len)
-        }
-    }
-
     let cache = PageCache::new(Config::new(64 * PS)).unwrap();
     let disk = FaultBackend::new();
     let armed = Arc::new(AtomicBool::new(true));
     let f = cache
-        .open_backend(Panicky(disk.clone(), armed.clone()))
+        .open_backend(Panicky {
+            inner: disk.clone(),
+            on_read: false,
+            armed: armed.clone(),
+        })
         .unwrap();
     let data = write_pages(&f, 12, 0..4);
     let (tx, rx) = mpsc::channel();
@@ -390,39 +404,15 @@ fn a_panicking_backend_write_is_an_error_not_a_hang() {
 /// page is not left half-made for the next reader to wait on forever.
 #[test]
 fn a_panicking_backend_read_is_an_error_not_a_hang() {
-    use std::io;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    use pagecache::Backend;
-
-    struct Panicky(FaultBackend, Arc<AtomicBool>);
-    impl Backend for Panicky {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-            if self.1.swap(false, Ordering::AcqRel) {
-                panic!("backend bug");
-            }
-            self.0.read_at(buf, offset)
-        }
-        fn write_vectored_at(&self, bufs: &[io::IoSlice<'_>], offset: u64) -> io::Result<usize> {
-            self.0.write_vectored_at(bufs, offset)
-        }
-        fn sync(&self) -> io::Result<()> {
-            self.0.sync()
-        }
-        fn len(&self) -> io::Result<u64> {
-            self.0.len()
-        }
-        fn set_len(&self, len: u64) -> io::Result<()> {
-            self.0.set_len(len)
-        }
-    }
-
     let cache = PageCache::new(Config::new(64 * PS)).unwrap();
     let contents = page(13);
     let disk = FaultBackend::with_contents(contents.clone());
     let f = cache
-        .open_backend(Panicky(disk, Arc::new(AtomicBool::new(true))))
+        .open_backend(Panicky {
+            inner: disk,
+            on_read: true,
+            armed: Arc::new(AtomicBool::new(true)),
+        })
         .unwrap();
     let (tx, rx) = mpsc::channel();
     let reader = thread::spawn(move || {
