@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{assemble, phase, Checker, FileSpec, Params, Phase, Roles, ThreadOut};
+use super::{assemble, phase, warm, Checker, FileSpec, Params, Phase, Roles, ThreadOut};
 use crate::bench::block::{Rng, BLOCK};
 use crate::bench::report::RunResult;
 use crate::bench::store::{AlignedBuf, CacheStore, OpError, Store};
@@ -24,19 +24,6 @@ pub fn blocks(frames: u64) -> u64 {
 
 const TIMED_EVERY: u64 = 16;
 
-/// Reads every block once, checking it whole.
-fn warm<S: Store>(store: &S, tag: u32, n: u64, check: &mut Checker) -> Result<(), CliError> {
-    let mut buf = AlignedBuf::new(BLOCK);
-    for b in 0..n {
-        match store.read(0, b, buf.as_mut_slice()) {
-            Ok(_) => check.check(buf.as_slice(), tag, b, 0, true),
-            Err(OpError::Oom) => {}
-            Err(OpError::Fatal(e)) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 pub fn run<S: Store>(
     store: &S,
     cache: Option<&CacheStore>,
@@ -46,7 +33,7 @@ pub fn run<S: Store>(
 ) -> Result<RunResult, CliError> {
     let (tag, n) = (specs[0].tag, specs[0].blocks);
     let mut warm_check = Checker::default();
-    warm(store, tag, n, &mut warm_check)?;
+    warm(store, 0, tag, n, true, &mut warm_check)?;
     // Phases alternate in rounds of about a second, so that a disturbance
     // from elsewhere on the machine hits all three alike.
     let rounds = (p.duration.as_secs_f64().round() as u32).clamp(1, 30);

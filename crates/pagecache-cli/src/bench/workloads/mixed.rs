@@ -3,11 +3,8 @@
 //! distribution (θ = 0.99); half the operations read it (and check its
 //! version), half overwrite it with the next version.
 
-use super::randwrite::{owned, sample};
-use super::{
-    assemble, phase, read_back, timed_read, timed_write, Checker, FileSpec, Params, Roles,
-    ThreadOut,
-};
+use super::randwrite::{owned, sync_and_read_back};
+use super::{assemble, phase, timed_read, timed_write, FileSpec, Params, Roles, ThreadOut};
 use crate::bench::block::{self, hash, Rng, BLOCK};
 use crate::bench::report::RunResult;
 use crate::bench::store::{AlignedBuf, Store};
@@ -101,14 +98,7 @@ pub fn run<S: Store>(
         }
         Ok(out)
     })?;
-    store.sync(0)?;
-    let versions: Vec<Vec<u32>> = ph.outs.iter().map(|o| o.state.clone()).collect();
-    let mut check = Checker::default();
-    read_back(
-        store,
-        &sample(&versions, threads, 0, tag, p.seed),
-        &mut check,
-    )?;
+    let check = sync_and_read_back(store, &ph.outs, threads, tag, p.seed)?;
     Ok(assemble(
         p,
         policy,

@@ -322,6 +322,27 @@ pub fn timed_write<S: Store>(
     }
 }
 
+/// Reads every block `0..n` of `file` once, checking each is at version 0
+/// (`full`: every word); a read refused for want of a frame is skipped.
+pub fn warm<S: Store>(
+    store: &S,
+    file: usize,
+    tag: u32,
+    n: u64,
+    full: bool,
+    check: &mut Checker,
+) -> Result<(), CliError> {
+    let mut buf = super::store::AlignedBuf::new(BLOCK);
+    for b in 0..n {
+        match store.read(file, b, buf.as_mut_slice()) {
+            Ok(_) => check.check(buf.as_slice(), tag, b, 0, full),
+            Err(OpError::Oom) => {}
+            Err(OpError::Fatal(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Reads back `(file, tag, block, version)` after syncing, checking every
 /// word; counts OOMs and retries them a few times.
 pub fn read_back<S: Store>(

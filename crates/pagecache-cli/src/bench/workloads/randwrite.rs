@@ -22,7 +22,7 @@ pub fn owned(n: u64, threads: usize, t: usize) -> u64 {
 pub const READ_BACK: usize = 512;
 
 /// Picks blocks to read back: random ones a thread wrote, with their versions.
-pub fn sample(
+fn sample(
     versions: &[Vec<u32>],
     threads: usize,
     file: usize,
@@ -41,6 +41,22 @@ pub fn sample(
         }
     }
     out
+}
+
+/// Syncs file 0 and reads back a sample of the blocks each thread wrote, at
+/// the versions it last wrote.
+pub fn sync_and_read_back<S: Store>(
+    store: &S,
+    outs: &[ThreadOut<Vec<u32>>],
+    threads: usize,
+    tag: u32,
+    seed: u64,
+) -> Result<Checker, CliError> {
+    store.sync(0)?;
+    let versions: Vec<Vec<u32>> = outs.iter().map(|o| o.state.clone()).collect();
+    let mut check = Checker::default();
+    read_back(store, &sample(&versions, threads, 0, tag, seed), &mut check)?;
+    Ok(check)
 }
 
 pub fn run<S: Store>(
@@ -75,13 +91,6 @@ pub fn run<S: Store>(
         }
         Ok(out)
     })?;
-    store.sync(0)?;
-    let versions: Vec<Vec<u32>> = ph.outs.iter().map(|o| o.state.clone()).collect();
-    let mut check = Checker::default();
-    read_back(
-        store,
-        &sample(&versions, threads, 0, tag, p.seed),
-        &mut check,
-    )?;
+    let check = sync_and_read_back(store, &ph.outs, threads, tag, p.seed)?;
     Ok(assemble(p, policy, Roles(&["writers"]), &mut ph, check))
 }

@@ -7,12 +7,12 @@
 //! whatever `--threads` says.
 
 use super::{
-    assemble, phase, read_back, timed_read, timed_write, Checker, FileSpec, Params, Roles,
+    assemble, phase, read_back, timed_read, timed_write, warm, Checker, FileSpec, Params, Roles,
     ThreadOut,
 };
 use crate::bench::block::{self, Rng, BLOCK};
 use crate::bench::report::RunResult;
-use crate::bench::store::{AlignedBuf, OpError, Store};
+use crate::bench::store::{AlignedBuf, Store};
 use crate::CliError;
 
 /// The readers' hot file: half the budget.
@@ -33,15 +33,8 @@ pub fn run<S: Store>(
     let (wtag, wn) = (specs[1].tag, specs[1].blocks);
     let threads = p.threads.max(2);
     let mut warm_check = Checker::default();
-    let mut buf = AlignedBuf::new(BLOCK);
     for _ in 0..2 {
-        for b in 0..rn {
-            match store.read(0, b, buf.as_mut_slice()) {
-                Ok(_) => warm_check.check(buf.as_slice(), rtag, b, 0, false),
-                Err(OpError::Oom) => {}
-                Err(OpError::Fatal(e)) => return Err(e),
-            }
-        }
+        warm(store, 0, rtag, rn, false, &mut warm_check)?;
     }
     let mut ph = phase(store, threads, p.duration, |t, ctx| {
         let mut out = ThreadOut::<Vec<u32>>::new(2);

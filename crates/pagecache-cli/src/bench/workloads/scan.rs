@@ -8,11 +8,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{assemble, phase, timed_read, Checker, FileSpec, Params, Roles, ThreadOut};
+use super::{assemble, phase, timed_read, warm, Checker, FileSpec, Params, Roles, ThreadOut};
 use crate::bench::block::{hash, BLOCK};
 use crate::bench::lru_sim::Lru;
 use crate::bench::report::RunResult;
-use crate::bench::store::{AlignedBuf, OpError, Store};
+use crate::bench::store::{AlignedBuf, Store};
 use crate::CliError;
 
 pub fn hot_blocks(frames: u64) -> u64 {
@@ -70,15 +70,8 @@ pub fn run<S: Store>(
     let (htag, hot) = (specs[HOT].tag, specs[HOT].blocks);
     let (stag, scan) = (specs[SCAN].tag, specs[SCAN].blocks);
     let mut warm_check = Checker::default();
-    let mut buf = AlignedBuf::new(BLOCK);
     for _ in 0..2 {
-        for b in 0..hot {
-            match store.read(HOT, b, buf.as_mut_slice()) {
-                Ok(_) => warm_check.check(buf.as_slice(), htag, b, 0, false),
-                Err(OpError::Oom) => {}
-                Err(OpError::Fatal(e)) => return Err(e),
-            }
-        }
+        warm(store, HOT, htag, hot, false, &mut warm_check)?;
     }
     let tickets = AtomicU64::new(0);
     let mut ph = phase(store, p.threads, p.duration, |t, ctx| {
