@@ -365,8 +365,9 @@ impl PassFs {
         }
     }
 
-    fn entry(&mut self, rel: PathBuf, reply: ReplyEntry) {
-        match self.lookup_path(rel) {
+    /// Answers with the entry of `rel`, or the error that came instead.
+    fn entry(&mut self, rel: Result<PathBuf, c_int>, reply: ReplyEntry) {
+        match rel.and_then(|rel| self.lookup_path(rel)) {
             Ok(attr) => reply.entry(&TTL, &attr, 0),
             Err(e) => reply.error(e),
         }
@@ -400,10 +401,7 @@ impl Filesystem for PassFs {
             let attr = inode::stat_attr(self.stat_text().len() as u64);
             return reply.entry(&TTL, &attr, 0);
         }
-        match self.child(parent, name) {
-            Ok(rel) => self.entry(rel, reply),
-            Err(e) => reply.error(e),
-        }
+        self.entry(self.child(parent, name), reply)
     }
 
     fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
@@ -517,10 +515,7 @@ impl Filesystem for PassFs {
             .map_err(|e| e.raw_os_error())?;
             Ok(rel)
         });
-        match result {
-            Ok(rel) => self.entry(rel, reply),
-            Err(e) => reply.error(e),
-        }
+        self.entry(result, reply)
     }
 
     fn mkdir(
@@ -542,10 +537,7 @@ impl Filesystem for PassFs {
                 .map_err(|e| errno(&e))?;
             Ok(rel)
         });
-        match result {
-            Ok(rel) => self.entry(rel, reply),
-            Err(e) => reply.error(e),
-        }
+        self.entry(result, reply)
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
@@ -570,10 +562,7 @@ impl Filesystem for PassFs {
             }
             Ok(())
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result)
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
@@ -586,10 +575,7 @@ impl Filesystem for PassFs {
             }
             Ok(())
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result)
     }
 
     fn symlink(
@@ -607,10 +593,7 @@ impl Filesystem for PassFs {
             std::os::unix::fs::symlink(target, self.full(&rel)).map_err(|e| errno(&e))?;
             Ok(rel)
         });
-        match result {
-            Ok(rel) => self.entry(rel, reply),
-            Err(e) => reply.error(e),
-        }
+        self.entry(result, reply)
     }
 
     fn rename(
@@ -671,10 +654,7 @@ impl Filesystem for PassFs {
             self.inodes.rename_paths(&from, &to);
             Ok(())
         })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result)
     }
 
     fn link(
@@ -694,10 +674,7 @@ impl Filesystem for PassFs {
             fs::hard_link(self.full(&from), self.full(&to)).map_err(|e| errno(&e))?;
             Ok(to)
         })();
-        match result {
-            Ok(rel) => self.entry(rel, reply),
-            Err(e) => reply.error(e),
-        }
+        self.entry(result, reply)
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
@@ -831,10 +808,7 @@ impl Filesystem for PassFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.sync_handle(fh) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, self.sync_handle(fh))
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
@@ -917,10 +891,7 @@ impl Filesystem for PassFs {
             let dir = fs::File::open(self.full(&rel)).map_err(|e| errno(&e))?;
             dir.sync_all().map_err(|e| errno(&e))
         });
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result)
     }
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
@@ -1024,10 +995,15 @@ impl Filesystem for PassFs {
                 _ => Err(libc::EOPNOTSUPP),
             }
         })();
-        match result {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        reply_empty(reply, result)
+    }
+}
+
+/// Answers an operation that returns nothing but success or an errno.
+fn reply_empty(reply: ReplyEmpty, result: Result<(), c_int>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
     }
 }
 
