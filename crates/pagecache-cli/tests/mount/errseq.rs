@@ -29,9 +29,10 @@ impl Drop for Tmpfs {
     }
 }
 
-#[test]
-fn fsync_reports_enospc_from_writeback() {
-    let name = "fsync_reports_enospc_from_writeback";
+/// A mount whose SOURCE_DIR is a fresh 1 MiB tmpfs, with dirty pages that
+/// do not expire; `None` (the test is skipped) if FUSE or tmpfs is not
+/// available.
+fn mount_on_small_tmpfs(name: &str) -> Option<Mount> {
     let probe = tempfile::tempdir().unwrap();
     let problem = fuse_problem().or_else(|| {
         mount_tmpfs(probe.path(), "64k")
@@ -39,11 +40,19 @@ fn fsync_reports_enospc_from_writeback() {
             .err()
     });
     if !available(name, problem) {
-        return;
+        return None;
     }
-    let mut m = Mount::start_with(&["--memory", "32M", "--dirty-expire", "3600"], |src| {
-        mount_tmpfs(src, "1M").unwrap()
-    });
+    Some(Mount::start_with(
+        &["--memory", "32M", "--dirty-expire", "3600"],
+        |src| mount_tmpfs(src, "1M").unwrap(),
+    ))
+}
+
+#[test]
+fn fsync_reports_enospc_from_writeback() {
+    let Some(mut m) = mount_on_small_tmpfs("fsync_reports_enospc_from_writeback") else {
+        return;
+    };
     let _tmpfs = Tmpfs(m.source.clone());
     {
         // Fits: fsync succeeds.
@@ -92,19 +101,10 @@ fn fsync_reports_enospc_from_writeback() {
 /// there is room the data reaches SOURCE_DIR.
 #[test]
 fn dirty_data_of_a_closed_file_survives_failed_writeback() {
-    let name = "dirty_data_of_a_closed_file_survives_failed_writeback";
-    let probe = tempfile::tempdir().unwrap();
-    let problem = fuse_problem().or_else(|| {
-        mount_tmpfs(probe.path(), "64k")
-            .and_then(|()| umount2(probe.path(), MntFlags::MNT_DETACH).map_err(|e| e.to_string()))
-            .err()
-    });
-    if !available(name, problem) {
+    let Some(mut m) = mount_on_small_tmpfs("dirty_data_of_a_closed_file_survives_failed_writeback")
+    else {
         return;
-    }
-    let mut m = Mount::start_with(&["--memory", "32M", "--dirty-expire", "3600"], |src| {
-        mount_tmpfs(src, "1M").unwrap()
-    });
+    };
     let data: Vec<u8> = (0..(2u32 << 20)).map(|i| (i % 251) as u8).collect();
     let _tmpfs = Tmpfs(m.source.clone());
     {
