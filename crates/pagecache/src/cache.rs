@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     /// Frames with DIRTY set, and frames with WRITEBACK set.
     pub(crate) nr_dirty: AtomicUsize,
     pub(crate) nr_writeback: AtomicUsize,
+    /// Mappings whose last writeback failed.
+    pub(crate) failing_mappings: AtomicUsize,
     pub(crate) counters: Counters,
     /// Signalled whenever a frame may have become reclaimable or free:
     /// writeback completion, a frame freed, a last unpin of a flagged page.
@@ -194,6 +196,7 @@ impl PageCache {
             next_id: AtomicU64::new(1),
             nr_dirty: AtomicUsize::new(0),
             nr_writeback: AtomicUsize::new(0),
+            failing_mappings: AtomicUsize::new(0),
             counters: Counters::default(),
             progress: WaitQueue::default(),
             kswapd: WaitQueue::default(),

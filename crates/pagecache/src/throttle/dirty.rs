@@ -131,9 +131,11 @@ pub(crate) fn nr_dirty(inner: &Inner) -> usize {
 /// whose writeback keeps failing (a full disk) are left out, since no amount
 /// of waiting writes them, so they cannot stop writers of healthy files (the
 /// kernel's per-writeback-domain limits serve the same end). The total is
-/// still capped, at twice the limit and at half the frames.
+/// still capped, at twice the limit and at half the frames. The walk over
+/// mappings happens only while some writeback is failing.
 fn dirty_for(inner: &Inner, m: &Mapping, l: &Levels, dirty: usize) -> usize {
     if dirty <= l.freerun
+        || inner.failing_mappings.load(Ordering::Relaxed) == 0
         || m.wb_failing.load(Ordering::Acquire)
         || dirty >= (2 * l.limit).min(inner.arena.len() / 2)
     {

@@ -173,9 +173,13 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
         m.last_errno.store(errno, Ordering::Relaxed);
         m.last_fail_ns
             .store(inner.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        m.wb_failing.store(true, Ordering::Release);
+        if !m.wb_failing.swap(true, Ordering::AcqRel) {
+            inner.failing_mappings.fetch_add(1, Ordering::Relaxed);
+        }
     } else {
-        m.wb_failing.store(false, Ordering::Release);
+        if m.wb_failing.swap(false, Ordering::AcqRel) {
+            inner.failing_mappings.fetch_sub(1, Ordering::Relaxed);
+        }
         inc(&inner.counters.writeback_ios);
         add(&inner.counters.writeback_bytes, len as u64);
         add(&inner.counters.writeback_pages, run.frames.len() as u64);
