@@ -373,6 +373,25 @@ impl PassFs {
         }
     }
 
+    /// Makes `name` in `parent` with `make`, given its full path, and answers
+    /// with its entry. The stat file's name is taken.
+    fn make_entry(
+        &mut self,
+        parent: u64,
+        name: &OsStr,
+        reply: ReplyEntry,
+        make: impl FnOnce(&Path) -> Result<(), c_int>,
+    ) {
+        if is_stat_name(parent, name) {
+            return reply.error(libc::EEXIST);
+        }
+        let result = self.child(parent, name).and_then(|rel| {
+            make(&self.full(&rel))?;
+            Ok(rel)
+        });
+        self.entry(result, reply)
+    }
+
     /// Writes back and closes every cached file (at unmount). What cannot
     /// be written stays dirty in the cache, for the final `sync_all` to
     /// report.
@@ -501,21 +520,16 @@ impl Filesystem for PassFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        if is_stat_name(parent, name) {
-            return reply.error(libc::EEXIST);
-        }
-        let result = self.child(parent, name).and_then(|rel| {
+        self.make_entry(parent, name, reply, |path| {
             rustix::fs::mknodat(
                 rustix::fs::CWD,
-                self.full(&rel),
+                path,
                 rustix::fs::FileType::from_raw_mode(mode),
                 rustix::fs::Mode::from_raw_mode(mode & !umask & 0o7777),
                 rdev.into(),
             )
-            .map_err(|e| e.raw_os_error())?;
-            Ok(rel)
-        });
-        self.entry(result, reply)
+            .map_err(|e| e.raw_os_error())
+        })
     }
 
     fn mkdir(
@@ -527,17 +541,12 @@ impl Filesystem for PassFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        if is_stat_name(parent, name) {
-            return reply.error(libc::EEXIST);
-        }
-        let result = self.child(parent, name).and_then(|rel| {
+        self.make_entry(parent, name, reply, |path| {
             fs::DirBuilder::new()
                 .mode(mode & !umask & 0o7777)
-                .create(self.full(&rel))
-                .map_err(|e| errno(&e))?;
-            Ok(rel)
-        });
-        self.entry(result, reply)
+                .create(path)
+                .map_err(|e| errno(&e))
+        })
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
@@ -586,14 +595,9 @@ impl Filesystem for PassFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        if is_stat_name(parent, link_name) {
-            return reply.error(libc::EEXIST);
-        }
-        let result = self.child(parent, link_name).and_then(|rel| {
-            std::os::unix::fs::symlink(target, self.full(&rel)).map_err(|e| errno(&e))?;
-            Ok(rel)
-        });
-        self.entry(result, reply)
+        self.make_entry(parent, link_name, reply, |path| {
+            std::os::unix::fs::symlink(target, path).map_err(|e| errno(&e))
+        })
     }
 
     fn rename(
