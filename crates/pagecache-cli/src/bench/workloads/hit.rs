@@ -95,13 +95,7 @@ fn reads<S: Store>(
         let buf = buf.as_mut_slice();
         let rec = &mut out.roles[0];
         let mut i = 0u64;
-        loop {
-            if i % 64 == 0 {
-                ctx.progress.set(t, i);
-                if ctx.done() {
-                    break;
-                }
-            }
+        while !ctx.check_in(t, i) {
             let b = rng.below(n);
             let r = if i % TIMED_EVERY == 0 {
                 let t0 = Instant::now();
@@ -140,13 +134,7 @@ fn pins(
         let mut out = ThreadOut::<()>::new(1);
         let mut rng = Rng::new(p.seed ^ 0x100 ^ t as u64 ^ (round as u64) << 32);
         let mut i = 0u64;
-        loop {
-            if i % 64 == 0 {
-                ctx.progress.set(t, i);
-                if ctx.done() {
-                    break;
-                }
-            }
+        while !ctx.check_in(t, i) {
             let b = rng.below(n);
             match file.page(b) {
                 Ok(g) => {

@@ -201,6 +201,17 @@ impl Ctx<'_> {
     pub fn done(&self) -> bool {
         Instant::now() >= self.deadline
     }
+
+    /// For loops that look at the clock only every 64th operation: at those,
+    /// reports `i` operations done by thread `t` and says whether time is up.
+    #[inline]
+    pub fn check_in(&self, t: usize, i: u64) -> bool {
+        if i % 64 != 0 {
+            return false;
+        }
+        self.progress.set(t, i);
+        self.done()
+    }
 }
 
 /// A measured phase: every worker's output, the elapsed time, the store's
