@@ -5,9 +5,9 @@
 
 use super::randwrite::{owned, sync_and_read_back};
 use super::{assemble, phase, timed_read, timed_write, FileSpec, Params, Roles, ThreadOut};
-use crate::bench::block::{self, hash, Rng, BLOCK};
+use crate::bench::block::{self, hash, Rng};
 use crate::bench::report::RunResult;
-use crate::bench::store::{AlignedBuf, Store};
+use crate::bench::store::Store;
 use crate::CliError;
 
 /// YCSB's zipfian generator (Gray et al., "Quickly generating billion-record
@@ -75,10 +75,7 @@ pub fn run<S: Store>(
         }
         let zipf = Zipf::new(owned, 0.99);
         let mut rng = Rng::new(p.seed ^ t as u64);
-        let mut buf = AlignedBuf::new(BLOCK);
-        let buf = buf.as_mut_slice();
-        let mut i = 0u64;
-        while !ctx.done() {
+        ctx.repeat(t, |buf| {
             // Scramble ranks so the popular blocks are spread over the file.
             let k = hash(zipf.next(&mut rng) ^ p.seed) % owned;
             let b = k * threads as u64 + t as u64;
@@ -93,9 +90,8 @@ pub fn run<S: Store>(
                     out.state[k as usize] = v + 1;
                 }
             }
-            i += 1;
-            ctx.progress.set(t, i);
-        }
+            Ok(())
+        })?;
         Ok(out)
     })?;
     let check = sync_and_read_back(store, &ph.outs, threads, tag, p.seed)?;

@@ -202,6 +202,25 @@ impl Ctx<'_> {
         Instant::now() >= self.deadline
     }
 
+    /// Calls `op` with a block-sized buffer until the deadline, reporting
+    /// thread `t`'s operations after each call.
+    #[inline]
+    pub fn repeat(
+        &self,
+        t: usize,
+        mut op: impl FnMut(&mut [u8]) -> Result<(), CliError>,
+    ) -> Result<(), CliError> {
+        let mut buf = super::store::AlignedBuf::new(BLOCK);
+        let buf = buf.as_mut_slice();
+        let mut i = 0u64;
+        while !self.done() {
+            op(buf)?;
+            i += 1;
+            self.progress.set(t, i);
+        }
+        Ok(())
+    }
+
     /// For loops that look at the clock only every 64th operation: at those,
     /// reports `i` operations done by thread `t` and says whether time is up.
     #[inline]

@@ -3,9 +3,9 @@
 //! of each; after the run the file is synced and a sample read back.
 
 use super::{assemble, phase, read_back, timed_write, Checker, FileSpec, Params, Roles, ThreadOut};
-use crate::bench::block::{self, Rng, BLOCK};
+use crate::bench::block::{self, Rng};
 use crate::bench::report::RunResult;
-use crate::bench::store::{AlignedBuf, Store};
+use crate::bench::store::Store;
 use crate::CliError;
 
 /// Blocks `b < n` with `b % threads == t`.
@@ -75,10 +75,7 @@ pub fn run<S: Store>(
             return Ok(out);
         }
         let mut rng = Rng::new(p.seed ^ t as u64);
-        let mut buf = AlignedBuf::new(BLOCK);
-        let buf = buf.as_mut_slice();
-        let mut i = 0u64;
-        while !ctx.done() {
+        ctx.repeat(t, |buf| {
             let k = rng.below(owned);
             let b = k * threads as u64 + t as u64;
             let v = out.state[k as usize] + 1;
@@ -86,9 +83,8 @@ pub fn run<S: Store>(
             if timed_write(store, &mut out.roles[0], &mut out.oom, 0, b, buf)? {
                 out.state[k as usize] = v;
             }
-            i += 1;
-            ctx.progress.set(t, i);
-        }
+            Ok(())
+        })?;
         Ok(out)
     })?;
     let check = sync_and_read_back(store, &ph.outs, threads, tag, p.seed)?;

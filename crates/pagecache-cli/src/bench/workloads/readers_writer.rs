@@ -10,9 +10,9 @@ use super::{
     assemble, phase, read_back, timed_read, timed_write, warm, Checker, FileSpec, Params, Roles,
     ThreadOut,
 };
-use crate::bench::block::{self, Rng, BLOCK};
+use crate::bench::block::{self, Rng};
 use crate::bench::report::RunResult;
-use crate::bench::store::{AlignedBuf, Store};
+use crate::bench::store::Store;
 use crate::CliError;
 
 /// The readers' hot file: half the budget.
@@ -38,34 +38,29 @@ pub fn run<S: Store>(
     }
     let mut ph = phase(store, threads, p.duration, |t, ctx| {
         let mut out = ThreadOut::<Vec<u32>>::new(2);
-        let mut buf = AlignedBuf::new(BLOCK);
-        let buf = buf.as_mut_slice();
-        let mut i = 0u64;
         if t == 0 {
             // The writer: versions[b] is the last version written of block b
             // (0: never written).
             out.state = vec![0u32; wn as usize];
             let mut b = 0u64;
-            while !ctx.done() {
+            ctx.repeat(t, |buf| {
                 let v = out.state[b as usize] + 1;
                 block::fill(buf, wtag, b, v);
                 if timed_write(store, &mut out.roles[WRITERS], &mut out.oom, 1, b, buf)? {
                     out.state[b as usize] = v;
                     b = (b + 1) % wn;
                 }
-                i += 1;
-                ctx.progress.set(t, i);
-            }
+                Ok(())
+            })?;
         } else {
             let mut rng = Rng::new(p.seed ^ t as u64);
-            while !ctx.done() {
+            ctx.repeat(t, |buf| {
                 let b = rng.below(rn);
                 if timed_read(store, &mut out.roles[READERS], &mut out.oom, 0, b, buf)?.is_some() {
                     out.check.check(buf, rtag, b, 0, false);
                 }
-                i += 1;
-                ctx.progress.set(t, i);
-            }
+                Ok(())
+            })?;
         }
         Ok(out)
     })?;

@@ -9,10 +9,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{assemble, phase, timed_read, warm, Checker, FileSpec, Params, Roles, ThreadOut};
-use crate::bench::block::{hash, BLOCK};
+use crate::bench::block::hash;
 use crate::bench::lru_sim::Lru;
 use crate::bench::report::RunResult;
-use crate::bench::store::{AlignedBuf, Store};
+use crate::bench::store::Store;
 use crate::CliError;
 
 pub fn hot_blocks(frames: u64) -> u64 {
@@ -76,19 +76,15 @@ pub fn run<S: Store>(
     let tickets = AtomicU64::new(0);
     let mut ph = phase(store, p.threads, p.duration, |t, ctx| {
         let mut out = ThreadOut::<()>::new(2);
-        let mut buf = AlignedBuf::new(BLOCK);
-        let buf = buf.as_mut_slice();
-        let mut i = 0u64;
-        while !ctx.done() {
+        ctx.repeat(t, |buf| {
             let ticket = tickets.fetch_add(1, Ordering::Relaxed);
             let (f, b) = access(ticket, p.seed, hot, scan);
             let tag = if f == HOT { htag } else { stag };
             if timed_read(store, &mut out.roles[f], &mut out.oom, f, b, buf)?.is_some() {
                 out.check.check(buf, tag, b, 0, false);
             }
-            i += 1;
-            ctx.progress.set(t, i);
-        }
+            Ok(())
+        })?;
         Ok(out)
     })?;
     let mut r = assemble(p, policy, Roles(&["readers", "scan"]), &mut ph, warm_check);
