@@ -178,18 +178,33 @@ impl File {
         let inner = self.inner();
         let m = self.m();
         let recursive = held::check(m.id, index, false)?;
-        let (id, _) = filemap::get_page(inner, m, index, Fill::Read)?;
-        let f = inner.arena.frame(id);
-        let lock = if recursive {
-            f.lock.read_recursive()
+        let fast = if recursive {
+            None
         } else {
-            f.lock.read()
+            m.find_read(&inner.arena, index)
+        };
+        let (id, lock, pinned) = match fast {
+            Some((id, lock)) => {
+                filemap::hit(inner);
+                (id, lock, false)
+            }
+            None => {
+                let (id, _) = filemap::get_page(inner, m, index, Fill::Read)?;
+                let f = inner.arena.frame(id);
+                let lock = if recursive {
+                    f.lock.read_recursive()
+                } else {
+                    f.lock.read()
+                };
+                (id, lock, true)
+            }
         };
         held::push(m.id, index, false);
         Ok(PageReadGuard {
             arena: &inner.arena,
             id,
             lock: Some(lock),
+            pinned,
             mapping: m.id,
             index,
         })

@@ -114,7 +114,7 @@ pub(crate) fn get_page<'a>(
 }
 
 #[inline]
-fn hit(inner: &Inner) {
+pub(crate) fn hit(inner: &Inner) {
     inc(&inner.counters.hits);
     crate::stats::thread_update(|t| t.hits += 1);
 }
@@ -177,11 +177,13 @@ pub(crate) fn read_at(inner: &Inner, m: &Mapping, buf: &mut [u8], offset: u64) -
         let at = (pos - offset) as usize;
         let recursive = held::check(m.id, index, false)?;
         if !recursive {
-            if let Some((id, _guard)) = m.find_read(arena, index) {
+            if let Some((id, guard)) = m.find_read(arena, index) {
                 hit(inner);
                 // SAFETY: we hold the frame's read lock, so no writer runs.
                 let page = unsafe { arena.page(id) };
                 buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
+                drop(guard);
+                arena.release_read(id);
                 pos += n as u64;
                 continue;
             }

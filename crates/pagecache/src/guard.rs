@@ -81,6 +81,10 @@ pub struct PageReadGuard<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) id: FrameId,
     pub(crate) lock: Option<RwLockReadGuard<'a, ()>>,
+    /// Whether the guard holds a pin besides the lock. A hit takes the lock
+    /// alone (under the index lock, like a copying read), which keeps the
+    /// frame just as well and saves two atomic operations.
+    pub(crate) pinned: bool,
     pub(crate) mapping: u64,
     pub(crate) index: u64,
 }
@@ -104,7 +108,11 @@ impl Drop for PageReadGuard<'_> {
     fn drop(&mut self) {
         self.lock.take();
         held::pop(self.mapping, self.index, false);
-        self.arena.unpin(self.id);
+        if self.pinned {
+            self.arena.unpin(self.id);
+        } else {
+            self.arena.release_read(self.id);
+        }
     }
 }
 

@@ -167,14 +167,24 @@ impl Arena {
         Some(id)
     }
 
-    /// Frames with at least one pin. A walk over the arena, not a counter:
+    /// Frames with at least one pin, or locked (a lock-only reader holds a
+    /// frame as surely as a pin). A walk over the arena, not a counter:
     /// a shared counter bumped on every pin would bounce between cores on
     /// the hit path, and only the rare out-of-memory decision needs this.
     pub(crate) fn count_pinned(&self) -> usize {
         self.frames
             .iter()
-            .filter(|f| f.flags() & PIN_MASK != 0)
+            .filter(|f| f.flags() & PIN_MASK != 0 || f.lock.is_locked())
             .count()
+    }
+
+    /// After a lock-only reader dropped its read lock: frees the frame if it
+    /// was truncated away meanwhile (nobody else will).
+    #[inline]
+    pub(crate) fn release_read(&self, id: FrameId) {
+        if self.frame(id).flags() & ORPHAN != 0 {
+            self.try_free_orphan(id);
+        }
     }
 
     pub(crate) fn nr_free(&self) -> usize {
@@ -221,7 +231,15 @@ impl Arena {
     /// Frees an orphan (out of any mapping) once it is unpinned and not under
     /// writeback. Exactly one caller wins the CAS.
     pub(crate) fn try_free_orphan(&self, id: FrameId) -> bool {
-        if self.frame(id).state.try_free_orphan() {
+        // A lock-only reader (`Mapping::find_read`) holds no pin; it got the
+        // lock before the page left its index, and no one can take it anew
+        // after, so an unlocked orphan stays unlocked. The reader frees the
+        // orphan itself when it lets go (`release_read`).
+        let f = self.frame(id);
+        if f.lock.is_locked() {
+            return false;
+        }
+        if f.state.try_free_orphan() {
             self.push_free(id);
             true
         } else {
