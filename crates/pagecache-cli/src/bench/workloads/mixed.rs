@@ -3,8 +3,8 @@
 //! distribution (θ = 0.99); half the operations read it (and check its
 //! version), half overwrite it with the next version.
 
-use super::randwrite::{owned, sync_and_read_back};
-use super::{assemble, phase, timed_read, timed_write, FileSpec, Params, Roles, ThreadOut};
+use super::randwrite::{owner_out, sync_and_read_back};
+use super::{assemble, phase, timed_read, timed_write, FileSpec, Params, Roles};
 use crate::bench::block::{self, hash, Rng};
 use crate::bench::report::RunResult;
 use crate::bench::store::Store;
@@ -67,9 +67,7 @@ pub fn run<S: Store>(
     let (tag, n) = (specs[0].tag, specs[0].blocks);
     let threads = p.threads;
     let mut ph = phase(store, threads, p.duration, |t, ctx| {
-        let mut out = ThreadOut::<Vec<u32>>::new(2);
-        let owned = owned(n, threads, t);
-        out.state = vec![0u32; owned as usize];
+        let (mut out, owned) = owner_out(2, n, threads, t);
         if owned == 0 {
             return Ok(out);
         }

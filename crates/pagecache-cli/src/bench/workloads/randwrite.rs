@@ -8,6 +8,15 @@ use crate::bench::report::RunResult;
 use crate::bench::store::Store;
 use crate::CliError;
 
+/// A writer thread's output, with one version slot per block it owns (the
+/// blocks `b < n` with `b % threads == t`), and how many that is.
+pub fn owner_out(roles: usize, n: u64, threads: usize, t: usize) -> (ThreadOut<Vec<u32>>, u64) {
+    let mut out = ThreadOut::<Vec<u32>>::new(roles);
+    let owned = owned(n, threads, t);
+    out.state = vec![0u32; owned as usize];
+    (out, owned)
+}
+
 /// Blocks `b < n` with `b % threads == t`.
 pub fn owned(n: u64, threads: usize, t: usize) -> u64 {
     let (th, t) = (threads as u64, t as u64);
@@ -68,9 +77,7 @@ pub fn run<S: Store>(
     let (tag, n) = (specs[0].tag, specs[0].blocks);
     let threads = p.threads;
     let mut ph = phase(store, threads, p.duration, |t, ctx| {
-        let mut out = ThreadOut::<Vec<u32>>::new(1);
-        let owned = owned(n, threads, t);
-        out.state = vec![0u32; owned as usize];
+        let (mut out, owned) = owner_out(1, n, threads, t);
         if owned == 0 {
             return Ok(out);
         }
