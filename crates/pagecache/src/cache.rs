@@ -39,9 +39,10 @@ pub(crate) struct Inner {
     pub(crate) lru: Lru,
     pub(crate) registry: RwLock<Registry>,
     next_id: AtomicU64,
-    /// Frames with DIRTY set, and frames with WRITEBACK set.
+    /// Frames with DIRTY set, with WRITEBACK set, and with UNSTABLE set.
     pub(crate) nr_dirty: AtomicUsize,
     pub(crate) nr_writeback: AtomicUsize,
+    pub(crate) nr_unstable: AtomicUsize,
     /// Mappings whose last writeback failed.
     pub(crate) failing_mappings: AtomicUsize,
     pub(crate) counters: Counters,
@@ -52,6 +53,10 @@ pub(crate) struct Inner {
     pub(crate) writeback: Writeback,
     pub(crate) io: IoPool,
     pub(crate) bandwidth: Bandwidth,
+    /// Set when shutdown begins: from then on writes and syncs fail with
+    /// `Error::Shutdown` (they could not be written back).
+    pub(crate) closing: AtomicBool,
+    /// Set once the final write-back is done: background threads exit.
     pub(crate) shutdown: AtomicBool,
     pub(crate) epoch: Instant,
 }
@@ -59,6 +64,16 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn page_size(&self) -> usize {
         self.arena.page_size
+    }
+
+    /// `Err(Shutdown)` once shutdown has begun; writers check it under
+    /// their mapping's `resize` lock, which shutdown drains.
+    pub(crate) fn check_open(&self) -> Result<()> {
+        if self.closing.load(Ordering::Acquire) {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
     }
 
     pub(crate) fn policy(&self) -> Policy {
@@ -108,14 +123,16 @@ impl Inner {
         let free = self.arena.nr_free();
         let dirty = self.nr_dirty.load(Ordering::Relaxed);
         let writeback = self.nr_writeback.load(Ordering::Relaxed);
+        let unstable = self.nr_unstable.load(Ordering::Relaxed);
         let (inactive, active) = self.lru.lens();
         Stats {
             frames,
             page_size: self.page_size(),
             free,
-            clean: frames.saturating_sub(free + dirty + writeback),
+            clean: frames.saturating_sub(free + dirty + writeback + unstable),
             dirty,
             writeback,
+            unstable,
             pinned: self.arena.count_pinned(),
             inactive,
             active,
@@ -132,17 +149,39 @@ pub(crate) struct Owner {
 }
 
 impl Owner {
+    /// Refuses new writes, lets writes in flight finish, writes and syncs
+    /// everything, then stops the background threads. Only the first call
+    /// does the work; later ones report `Shutdown`.
     fn stop(&self) -> Result<()> {
-        let result = writeback::sync_all(&self.inner);
-        self.inner.shutdown.store(true, Ordering::Release);
-        self.inner.writeback.wake_all();
-        self.inner.kswapd.notify();
-        self.inner.progress.notify();
-        self.inner.io.close();
+        let inner = &self.inner;
+        if inner.closing.swap(true, Ordering::AcqRel) {
+            return Err(Error::Shutdown);
+        }
+        // A writer checks `closing` under its mapping's resize lock: taking
+        // each lock once waits out writers that passed the check before it
+        // was set, so every write acknowledged is dirty by now and written
+        // below. (Not on a mapping this thread holds a guard on: a writer
+        // waiting for that page would wait forever.)
+        for m in inner.mappings() {
+            if !crate::guard::held::any_on(m.id) {
+                drop(m.resize.write());
+            }
+        }
+        let result = writeback::sync_all(inner);
+        self.stop_threads();
+        result
+    }
+
+    fn stop_threads(&self) {
+        let inner = &self.inner;
+        inner.shutdown.store(true, Ordering::Release);
+        inner.writeback.wake_all();
+        inner.kswapd.notify();
+        inner.progress.notify();
+        inner.io.close();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
-        result
     }
 }
 
@@ -196,6 +235,7 @@ impl PageCache {
             next_id: AtomicU64::new(1),
             nr_dirty: AtomicUsize::new(0),
             nr_writeback: AtomicUsize::new(0),
+            nr_unstable: AtomicUsize::new(0),
             failing_mappings: AtomicUsize::new(0),
             counters: Counters::default(),
             progress: WaitQueue::default(),
@@ -203,45 +243,59 @@ impl PageCache {
             writeback: Writeback::default(),
             io: IoPool::new(),
             bandwidth: Bandwidth::default(),
+            closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             epoch: Instant::now(),
             wm,
             cfg,
         });
-        let mut threads = Vec::new();
-        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
+        // The owner exists before the threads, so a failed spawn stops the
+        // ones already started (dropping it would write back, so stop only
+        // the threads).
+        let owner = Owner {
+            inner: inner.clone(),
+            threads: Mutex::new(Vec::new()),
+        };
+        let spawn = |name: String, f: Box<dyn FnOnce() + Send>| -> Result<()> {
+            let t = std::thread::Builder::new()
                 .name(name)
                 .spawn(f)
-                .map_err(|e| Error::io("spawning a cache thread", None, e))
+                .map_err(|e| Error::io("spawning a cache thread", None, e))?;
+            owner.threads.lock().push(t);
+            Ok(())
         };
-        for i in 0..inner.cfg.io_depth {
-            let rx = inner.io.receiver();
-            let inner2 = inner.clone();
-            threads.push(spawn(
-                format!("pc-io-{i}"),
-                Box::new(move || writeback::io::worker(&inner2, rx)),
-            )?);
-        }
-        for i in 0..inner.cfg.flushers {
-            let inner2 = inner.clone();
-            threads.push(spawn(
-                format!("pc-flush-{i}"),
-                Box::new(move || writeback::flusher::run(&inner2)),
-            )?);
-        }
-        if inner.cfg.background_reclaim {
-            let inner2 = inner.clone();
-            threads.push(spawn(
-                "pc-kswapd".into(),
-                Box::new(move || reclaim::background::run(&inner2)),
-            )?);
+        let started = (|| {
+            for i in 0..inner.cfg.io_depth {
+                let rx = inner.io.receiver();
+                let inner2 = inner.clone();
+                spawn(
+                    format!("pc-io-{i}"),
+                    Box::new(move || writeback::io::worker(&inner2, rx)),
+                )?;
+            }
+            for i in 0..inner.cfg.flushers {
+                let inner2 = inner.clone();
+                spawn(
+                    format!("pc-flush-{i}"),
+                    Box::new(move || writeback::flusher::run(&inner2)),
+                )?;
+            }
+            if inner.cfg.background_reclaim {
+                let inner2 = inner.clone();
+                spawn(
+                    "pc-kswapd".into(),
+                    Box::new(move || reclaim::background::run(&inner2)),
+                )?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = started {
+            inner.closing.store(true, Ordering::Release);
+            owner.stop_threads();
+            return Err(e);
         }
         Ok(PageCache {
-            owner: Arc::new(Owner {
-                inner,
-                threads: Mutex::new(threads),
-            }),
+            owner: Arc::new(owner),
         })
     }
 
@@ -315,13 +369,20 @@ impl PageCache {
     }
 
     /// Writes every dirty page of every file and makes them durable.
+    ///
+    /// # Errors
+    /// The first failure: a backend sync that failed (its pages are dirty
+    /// again and will be rewritten), or a file whose pages could not be
+    /// written. `Error::Shutdown` after [`PageCache::shutdown`].
     pub fn sync_all(&self) -> Result<()> {
+        self.inner().check_open()?;
         writeback::sync_all(self.inner())
     }
 
     /// Writes everything, stops the background threads and reports the first
     /// error. Other clones and open files stay usable for reads of resident
-    /// pages but nothing is written back after this.
+    /// pages; every write, `set_len` and sync through them fails with
+    /// `Error::Shutdown`, since nothing is written back after this.
     pub fn shutdown(self) -> Result<()> {
         self.owner.stop()
     }

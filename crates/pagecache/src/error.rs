@@ -21,8 +21,9 @@ pub enum Error {
     /// Under the `no-throttle` policy: nothing clean could be reclaimed, and the
     /// policy forbids waiting for writeback.
     NoCleanFrame,
-    /// A background write of this file failed since this handle last synced.
-    /// The pages are still dirty and will be retried.
+    /// A write or a backend sync of this file failed since this open last
+    /// synced. Every page the failure may have lost is dirty again and will
+    /// be rewritten; a later `sync` that returns `Ok` means they are durable.
     Writeback {
         /// File the failure belongs to, if it has a path.
         path: Option<PathBuf>,
@@ -80,7 +81,7 @@ impl fmt::Display for Error {
             ),
             Error::Writeback { path, source } => write!(
                 f,
-                "writeback{} failed: {source}; the pages are still dirty and will be retried, sync again once the cause is fixed",
+                "writeback{} failed: {source}; every page it may have lost is dirty again and will be rewritten; sync again once the cause is fixed",
                 path_suffix(path)
             ),
             Error::Io { op, path, source } => {

@@ -139,7 +139,9 @@ impl File {
         if held::write_on(self.m().id) {
             return Err(Error::WouldDeadlock("sync"));
         }
-        writeback::sync_mapping(self.inner(), self.m(), pages);
+        self.inner().check_open()?;
+        // A failed backend sync is recorded in the errseq, reported below.
+        let _ = writeback::sync_mapping(self.inner(), self.m(), pages);
         self.check_errors()
     }
 
@@ -218,7 +220,7 @@ impl File {
         let m = self.m();
         held::check(m.id, index, true)?;
         throttle::dirty::balance_dirty_pages(inner, m, 1)?;
-        let _resize = m.resize.read();
+        let _resize = filemap::resize_shared(inner, m)?;
         let fill = if offset >= m.size() {
             Fill::Zero
         } else {

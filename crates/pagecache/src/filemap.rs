@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use parking_lot::RwLockWriteGuard;
+use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
 use crate::backend::read_full;
 use crate::cache::Inner;
@@ -128,6 +128,22 @@ fn read_page(m: &Mapping, page: &mut [u8], index: u64, ps: usize) -> std::io::Re
     Ok(())
 }
 
+/// Takes `m`'s `resize` lock shared for a write, and refuses the write once
+/// shutdown has begun (shutdown drains this lock, so a write that got it
+/// before is written back). Lock order: `resize` before frame locks. A
+/// thread holding page guards already holds frame locks, so it must not
+/// queue behind a waiting `set_len` while a syncing thread holds `resize`
+/// shared and waits for its page: it joins the readers instead.
+pub(crate) fn resize_shared<'a>(inner: &Inner, m: &'a Mapping) -> Result<RwLockReadGuard<'a, ()>> {
+    let guard = if held::any() {
+        m.resize.read_recursive()
+    } else {
+        m.resize.read()
+    };
+    inner.check_open()?;
+    Ok(guard)
+}
+
 /// Takes a page's write lock once no writeback is reading it.
 pub(crate) fn lock_for_write<'a>(inner: &'a Inner, id: FrameId) -> RwLockWriteGuard<'a, ()> {
     let f = inner.arena.frame(id);
@@ -222,7 +238,7 @@ pub(crate) fn write_at(inner: &Inner, m: &Mapping, buf: &[u8], offset: u64) -> R
     let ps = inner.page_size() as u64;
     let pages = (end - 1) / ps - offset / ps + 1;
     throttle::dirty::balance_dirty_pages(inner, m, pages)?;
-    let _resize = m.resize.read();
+    let _resize = resize_shared(inner, m)?;
     let arena = &inner.arena;
     let mut pos = offset;
     while pos < end {

@@ -57,6 +57,12 @@ pub(crate) mod held {
         })
     }
 
+    /// Whether this thread holds any guard.
+    #[inline]
+    pub(crate) fn any() -> bool {
+        COUNT.with(|c| c.get()) != 0
+    }
+
     /// Whether this thread holds any guard on the mapping.
     pub(crate) fn any_on(mapping: u64) -> bool {
         COUNT.with(|c| c.get()) != 0

@@ -4,7 +4,7 @@
 //! dirty index in page order, which is what lets writeback walk a file's
 //! dirty pages sorted and coalesce contiguous runs.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
@@ -95,6 +95,17 @@ pub(crate) struct DirtyIndex {
     pub(crate) since: Option<Instant>,
 }
 
+/// Pages of one mapping written but not yet known durable (UNSTABLE), each
+/// with the commit generation its write completed in. The UNSTABLE flag of a
+/// mapped page changes only under this lock, so flag and entry agree.
+#[derive(Default)]
+pub(crate) struct UnstableIndex {
+    pub(crate) pages: BTreeMap<u64, u64>,
+    /// Bumped when a sync starts: a sync that started at generation `g` and
+    /// succeeded covers exactly the entries recorded at `g` or before.
+    pub(crate) gen: u64,
+}
+
 /// The file under a mapping opened by path: its identity, and a descriptor
 /// to ask whether it still has a name.
 pub(crate) struct Inode {
@@ -127,6 +138,10 @@ pub(crate) struct Mapping {
     pub(crate) inode: Option<Inode>,
     pub(crate) pages: PageTable,
     pub(crate) dirty: Mutex<DirtyIndex>,
+    pub(crate) unstable: Mutex<UnstableIndex>,
+    /// Backend syncs of this mapping that failed. A write in flight while one
+    /// failed may have been dropped with it, so its pages are re-dirtied.
+    pub(crate) sync_failures: AtomicU64,
     /// Logical file size (the kernel's `i_size`).
     pub(crate) size: AtomicU64,
     /// Shared by writes and writeback, exclusive for `set_len`, so a write
@@ -170,6 +185,8 @@ impl Mapping {
             inode,
             pages: PageTable::default(),
             dirty: Mutex::new(DirtyIndex::default()),
+            unstable: Mutex::new(UnstableIndex::default()),
+            sync_failures: AtomicU64::new(0),
             size: AtomicU64::new(size),
             resize: RwLock::new(()),
             errseq: ErrSeq::default(),
@@ -199,6 +216,12 @@ impl Mapping {
         let id = *pages.get(&index)?;
         arena.pin(id);
         Some(id)
+    }
+
+    /// The frame at `index`, if resident (no pin: the caller keeps it from
+    /// being freed by other means, e.g. its UNSTABLE flag).
+    pub(crate) fn lookup(&self, index: u64) -> Option<FrameId> {
+        self.pages.shard(index).read().get(&index).copied()
     }
 
     /// The hit path of a copying read: looks the page up and read-locks its
@@ -263,6 +286,11 @@ impl Mapping {
         if d.pages.is_empty() {
             d.since = None;
         }
+    }
+
+    /// Pages written but not yet known durable.
+    pub(crate) fn nr_unstable(&self) -> usize {
+        self.unstable.lock().pages.len()
     }
 
     pub(crate) fn nr_dirty(&self) -> usize {

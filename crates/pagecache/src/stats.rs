@@ -91,7 +91,7 @@ counters! {
     pgsteal_background,
     /// Dirty frames reclaim flagged and left to the flushers.
     pgreclaim_flagged,
-    /// Flagged frames freed the moment their write completed.
+    /// Flagged frames freed the moment their write was durable.
     pgreclaim_freed_on_writeback,
     /// Frames moved to the active list.
     pgactivate,
@@ -109,6 +109,12 @@ counters! {
     writeback_active_ns,
     /// Writeback I/Os that failed (pages kept dirty).
     writeback_errors,
+    /// Backend syncs (commits of unstable pages), by flushers and `sync`.
+    commits,
+    /// Commits that failed (their pages were dirtied again).
+    commit_errors,
+    /// Pages made durable by a commit.
+    pages_committed,
     /// Flusher passes started for reclaim.
     flush_reason_reclaim,
     /// Flusher passes started by the background threshold.
@@ -146,6 +152,8 @@ pub struct Stats {
     pub dirty: usize,
     /// Frames under writeback.
     pub writeback: usize,
+    /// Frames written but not yet known durable (a backend sync will tell).
+    pub unstable: usize,
     /// Frames with at least one pin.
     pub pinned: usize,
     /// Frames on the inactive list (approximate).
@@ -179,6 +187,7 @@ impl std::fmt::Display for Stats {
             ("nr_clean", self.clean as u64),
             ("nr_dirty", self.dirty as u64),
             ("nr_writeback", self.writeback as u64),
+            ("nr_unstable", self.unstable as u64),
             ("nr_pinned", self.pinned as u64),
             ("nr_inactive", self.inactive as u64),
             ("nr_active", self.active as u64),

@@ -101,6 +101,9 @@ struct State {
     failing: Option<i32>,
     fail_syncs: u64,
     sync_errno: i32,
+    /// A failed sync keeps the writes since the last good one (a kinder
+    /// world than Linux gives; off by default).
+    keep_on_failed_sync: bool,
     fail_reads: u64,
     read_errno: i32,
     write_delay: Duration,
@@ -211,11 +214,22 @@ impl FaultBackend {
         self.shared.state.lock().capacity = bytes;
     }
 
-    /// Fails the next `n` syncs with `errno`; nothing becomes durable.
+    /// Fails the next `n` syncs with `errno`; nothing becomes durable, and
+    /// what was written since the last successful sync is dropped unless
+    /// [`FaultBackend::keep_writes_on_failed_sync`] says otherwise.
     pub fn fail_syncs(&self, n: u64, errno: i32) {
         let mut s = self.shared.state.lock();
         s.fail_syncs = n;
         s.sync_errno = errno;
+    }
+
+    /// Whether a failed sync keeps the writes made since the last successful
+    /// one. By default it drops them, as a device whose cache flush failed
+    /// may have: reads then see the durable image, and the next sync
+    /// succeeds without saying anything was lost. Only a cache that kept the
+    /// data it could not prove durable gets it back.
+    pub fn keep_writes_on_failed_sync(&self, keep: bool) {
+        self.shared.state.lock().keep_on_failed_sync = keep;
     }
 
     /// Fails the next `n` reads with `errno`.
@@ -441,12 +455,17 @@ impl Backend for FaultBackend {
             s.stats.refused_while_off += 1;
             return Err(err(Self::EIO));
         }
+        let s = &mut *s;
         if s.fail_syncs > 0 {
             s.fail_syncs -= 1;
             s.stats.failed_syncs += 1;
+            if !s.keep_on_failed_sync {
+                // As on a real device after a failed flush: what was not yet
+                // durable may be gone, and the next sync will not say so.
+                s.written.clone_from(&s.durable);
+            }
             return Err(err(s.sync_errno));
         }
-        let s = &mut *s;
         s.durable.clone_from(&s.written);
         s.stats.syncs += 1;
         Ok(())

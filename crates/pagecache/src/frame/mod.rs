@@ -132,7 +132,10 @@ impl Arena {
     /// caller's to synchronise (frame lock, WRITEBACK flag).
     #[inline]
     pub(crate) fn page_ptr(&self, id: FrameId) -> *mut u8 {
-        debug_assert!((id as usize) < self.frames.len());
+        // Checked in every build: the pointer is dereferenced by unsafe code
+        // that trusts it, and a frame id comes from internal tables only, so
+        // a bad one is a bug to stop at, not memory to corrupt.
+        assert!((id as usize) < self.frames.len(), "frame {id} out of range");
         // SAFETY: id < nframes, so the offset stays inside the allocation.
         unsafe { self.base.as_ptr().add(id as usize * self.page_size) }
     }
@@ -234,7 +237,11 @@ impl Arena {
         // A lock-only reader (`Mapping::find_read`) holds no pin; it got the
         // lock before the page left its index, and no one can take it anew
         // after, so an unlocked orphan stays unlocked. The reader frees the
-        // orphan itself when it lets go (`release_read`).
+        // orphan itself when it lets go (`release_read`). Reader and
+        // truncation may each miss the other's write (an unlock and a flag
+        // set on different words); then reclaim, meeting the orphan on the
+        // inactive list, frees it (`reclaim::direct::shrink`): late, never
+        // leaked, and without a fence on the hit path.
         let f = self.frame(id);
         if f.lock.is_locked() {
             return false;

@@ -30,6 +30,10 @@ pub(crate) const FREE: u64 = 1 << 39;
 /// Read ahead and not yet accessed: its first access is the one that would
 /// have read it in, so it does not count as a reference.
 pub(crate) const READAHEAD: u64 = 1 << 40;
+/// Written to the backend, not yet known durable (NFS's unstable write): the
+/// bytes must stay until a backend sync covering them succeeds, because a
+/// failed sync may have dropped them (`writeback/commit.rs`).
+pub(crate) const UNSTABLE: u64 = 1 << 41;
 
 /// A frame's state word.
 pub(crate) struct FrameState(AtomicU64);
@@ -100,11 +104,12 @@ impl FrameState {
         prev
     }
 
-    /// Clean, unpinned, not under writeback, still mapped → FREE. The caller
-    /// holds the mapping's index lock exclusively, so no pin can race in.
+    /// Clean, durable, unpinned, not under writeback, still mapped → FREE.
+    /// The caller holds the mapping's index lock exclusively, so no pin can
+    /// race in.
     pub(crate) fn try_reclaim(&self) -> bool {
         let cur = self.load();
-        if cur & (PIN_MASK | DIRTY | WRITEBACK | FREE | ORPHAN) != 0 {
+        if cur & (PIN_MASK | DIRTY | WRITEBACK | UNSTABLE | FREE | ORPHAN) != 0 {
             return false;
         }
         self.0
@@ -149,11 +154,59 @@ impl FrameState {
         }
     }
 
-    /// Ends writeback. On failure DIRTY is set before WRITEBACK clears, so the
-    /// page is never clean with unwritten data. Returns (re-dirtied, state after).
-    pub(crate) fn end_writeback(&self, ok: bool) -> (bool, u64) {
-        let redirtied = !ok && self.set(DIRTY);
+    /// Ends a failed writeback: DIRTY is set before WRITEBACK clears, so the
+    /// page is never clean with unwritten data. Returns (re-dirtied, state
+    /// after).
+    pub(crate) fn end_writeback_err(&self) -> (bool, u64) {
+        let redirtied = self.set(DIRTY);
         let after = self.0.fetch_and(!WRITEBACK, Ordering::AcqRel) & !WRITEBACK;
         (redirtied, after)
+    }
+
+    /// Ends a successful writeback: WRITEBACK → UNSTABLE in one step, so
+    /// reclaim never sees the page clean before a sync made it durable. An
+    /// orphan (truncated away) only loses WRITEBACK. Returns (newly unstable,
+    /// state after).
+    pub(crate) fn end_writeback_ok(&self) -> (bool, u64) {
+        let mut cur = self.load();
+        loop {
+            let mut new = cur & !WRITEBACK;
+            if cur & ORPHAN == 0 {
+                new |= UNSTABLE;
+            }
+            match self
+                .0
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return (new & !cur & UNSTABLE != 0, new),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// A sync that covered the page succeeded: UNSTABLE → clean (durable).
+    /// Returns whether it was unstable.
+    pub(crate) fn commit(&self) -> bool {
+        self.clear(UNSTABLE)
+    }
+
+    /// A sync failed: the device may have dropped the write, so UNSTABLE →
+    /// DIRTY in one step (rewritten by the next writeback). Returns (was
+    /// unstable, newly dirty).
+    pub(crate) fn uncommit(&self) -> (bool, bool) {
+        let mut cur = self.load();
+        loop {
+            if cur & UNSTABLE == 0 {
+                return (false, false);
+            }
+            let new = (cur | DIRTY) & !UNSTABLE;
+            match self
+                .0
+                .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return (true, cur & DIRTY == 0),
+                Err(now) => cur = now,
+            }
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use crate::cache::Inner;
 use crate::config::Policy;
 use crate::frame::{
-    FrameId, ACTIVE, DIRTY, FREE, ORPHAN, PIN_MASK, RECLAIM, REFERENCED, WRITEBACK,
+    FrameId, ACTIVE, DIRTY, FREE, ORPHAN, PIN_MASK, RECLAIM, REFERENCED, UNSTABLE, WRITEBACK,
 };
 use crate::lru::{self, Entry};
 use crate::stack;
@@ -44,7 +44,19 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         }
         let f = arena.frame(id);
         let s = f.flags();
-        if s & (FREE | ORPHAN) != 0 {
+        if s & FREE != 0 {
+            continue;
+        }
+        if s & ORPHAN != 0 {
+            // Normally whoever lets go of an orphan last frees it. A
+            // lock-only reader letting go just as the page was truncated
+            // may miss the ORPHAN flag while the truncation saw its lock
+            // still held (each reads before the other's write lands): this
+            // entry is the one that still finds the frame, so keep it until
+            // the frame is free.
+            if !arena.try_free_orphan(id) && f.flags() & (ORPHAN | FREE) == ORPHAN {
+                putback.push(e);
+            }
             continue;
         }
         if s & REFERENCED != 0 {
@@ -59,8 +71,16 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             continue;
         }
         if s & WRITEBACK != 0 {
-            // Freed by writeback completion the moment its I/O ends.
+            // Freed the moment its write is durable.
             f.set(RECLAIM);
+            scan.writeback += 1;
+            putback.push(e);
+            continue;
+        }
+        if s & (UNSTABLE | DIRTY) == UNSTABLE {
+            // Written, not yet durable: the flushers commit it and free it
+            // then. Like a page under writeback, something to wait for.
+            flag_for_flushers(inner, id);
             scan.writeback += 1;
             putback.push(e);
             continue;
@@ -68,11 +88,8 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         if s & DIRTY != 0 {
             scan.dirty += 1;
             if inner.policy() == Policy::Legacy {
-                if pageout(inner, id, who) {
-                    scan.freed += 1;
-                } else {
-                    putback.push(e);
-                }
+                pageout(inner, id, who);
+                putback.push(e);
             } else {
                 flag_for_flushers(inner, id);
                 putback.push(e);
@@ -126,26 +143,41 @@ fn flag_for_flushers(inner: &Inner, id: FrameId) {
 
 /// The legacy decision (the 2010 kernel's `pageout`, from direct reclaim and
 /// from kswapd alike): write the victim from this thread, on this stack,
-/// synchronously, then free it. Returns whether the frame was freed.
-fn pageout(inner: &Inner, id: FrameId, who: Reclaimer) -> bool {
+/// synchronously. The frame is not free yet: the write is durable only once
+/// a backend sync covers it, so the page is left unstable and flagged, and
+/// the flushers' commit frees it.
+fn pageout(inner: &Inner, id: FrameId, who: Reclaimer) {
     stack::probe();
-    let f = inner.arena.frame(id);
+    let arena = &inner.arena;
+    let f = arena.frame(id);
     let Some(m) = inner.mapping(f.mapping.load(Ordering::Relaxed)) else {
-        return false;
+        return;
     };
     let Some(_resize) = m.resize.try_read_recursive() else {
-        return false;
+        return;
     };
+    // `mapping` and `index` were read without a pin: the frame may have been
+    // freed and reused since. A pin taken through the index, on this very
+    // frame, proves it is still this file's page `index` and keeps it so.
     let index = f.index.load(Ordering::Relaxed);
-    if writeback::writepage_sync(inner, &m, id, index) {
-        inc(match who {
-            Reclaimer::Direct => &inner.counters.direct_reclaim_writes,
-            Reclaimer::Background => &inner.counters.background_reclaim_writes,
-        });
-        try_free(inner, id)
-    } else {
-        false
+    match m.find_pin(arena, index) {
+        Some(pinned) if pinned == id => {}
+        Some(other) => {
+            arena.unpin(other);
+            return;
+        }
+        None => return,
     }
+    let written = writeback::writepage_sync(inner, &m, id, index);
+    arena.unpin(id);
+    if !written {
+        return;
+    }
+    inc(match who {
+        Reclaimer::Direct => &inner.counters.direct_reclaim_writes,
+        Reclaimer::Background => &inner.counters.background_reclaim_writes,
+    });
+    flag_for_flushers(inner, id);
 }
 
 /// Frees a clean, unpinned frame not under writeback: takes it out of its

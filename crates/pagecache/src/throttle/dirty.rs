@@ -123,8 +123,12 @@ pub(crate) fn pos_ratio(l: &Levels, dirty: usize) -> f64 {
     (1.0 + x * x * x).clamp(0.0, 2.0)
 }
 
+/// Pages that are not yet durable: dirty, under writeback, or unstable
+/// (the kernel counted NFS's unstable pages the same way).
 pub(crate) fn nr_dirty(inner: &Inner) -> usize {
-    inner.nr_dirty.load(Ordering::Relaxed) + inner.nr_writeback.load(Ordering::Relaxed)
+    inner.nr_dirty.load(Ordering::Relaxed)
+        + inner.nr_writeback.load(Ordering::Relaxed)
+        + inner.nr_unstable.load(Ordering::Relaxed)
 }
 
 /// The dirty count `m`'s writers are paced by: other files' dirty pages

@@ -45,9 +45,29 @@ pub(crate) fn run(inner: &Inner) {
 }
 
 fn backing_off(inner: &Inner, m: &Mapping) -> bool {
+    // The failure time may be stored by another thread after `now` was read:
+    // saturate rather than wrap.
     m.wb_failing.load(Ordering::Acquire)
-        && inner.epoch.elapsed().as_nanos() as u64 - m.last_fail_ns.load(Ordering::Relaxed)
+        && (inner.epoch.elapsed().as_nanos() as u64)
+            .saturating_sub(m.last_fail_ns.load(Ordering::Relaxed))
             < RETRY_BACKOFF.as_nanos() as u64
+}
+
+/// Whether a flusher that just wrote `m` for `reason` should also commit it
+/// (sync the backend). Reclaim and expiry want the pages durable now;
+/// otherwise commits are batched until unstable pages pass half the
+/// background threshold, so sequential writeback pays one sync per few
+/// megabytes rather than one per run.
+fn should_commit(inner: &Inner, m: &Mapping, reason: Reason) -> bool {
+    if m.nr_unstable() == 0 {
+        return false;
+    }
+    match reason {
+        Reason::Reclaim | Reason::Expire => true,
+        Reason::Background => {
+            inner.nr_unstable.load(Ordering::Relaxed) >= (levels(inner).background / 2).max(1)
+        }
+    }
 }
 
 /// One pass over one mapping, unless another flusher is already on it.
@@ -61,17 +81,30 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
         Reason::Background => &c.flush_reason_background,
         Reason::Expire => &c.flush_reason_expire,
     });
-    let n = writepages(inner, m, false, nr, 0..u64::MAX);
+    let mut n = writepages(inner, m, false, nr, 0..u64::MAX);
+    if should_commit(inner, m, reason) {
+        let unstable = m.nr_unstable();
+        // A failure is recorded in the errseq and re-dirties the pages.
+        if super::commit::commit(inner, m).is_ok() {
+            n += unstable;
+        }
+    }
     m.flushing.store(false, Ordering::Release);
     n
 }
 
-/// Dirty mappings, the longest-dirty first.
+/// Dirty mappings, the longest-dirty first; then mappings with only
+/// unstable pages (they need a commit, not a write).
 fn dirty_mappings(inner: &Inner) -> Vec<(Instant, Arc<Mapping>)> {
+    let now = Instant::now();
     let mut v: Vec<_> = inner
         .mappings()
         .into_iter()
-        .filter_map(|m| m.dirty_since().map(|t| (t, m)))
+        .filter_map(|m| match m.dirty_since() {
+            Some(t) => Some((t, m)),
+            None if m.nr_unstable() > 0 => Some((now, m)),
+            None => None,
+        })
         .collect();
     v.sort_by_key(|(t, _)| *t);
     v
@@ -98,12 +131,14 @@ fn background(inner: &Inner) {
     }
 }
 
-/// Writes mappings dirty for longer than `dirty_expire`.
+/// Writes mappings dirty for longer than `dirty_expire`, and commits every
+/// mapping with unstable pages, so none stays undurable for longer than a
+/// writeback interval past its write.
 fn expire(inner: &Inner) {
     let expire = inner.cfg.dirty_expire;
     for (since, m) in dirty_mappings(inner) {
-        if since.elapsed() < expire {
-            break;
+        if m.dirty_since().is_some() && since.elapsed() < expire {
+            continue;
         }
         flush(inner, &m, Reason::Expire, usize::MAX);
     }

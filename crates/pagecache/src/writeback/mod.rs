@@ -4,14 +4,17 @@
 //! or walk dirty mappings (background threshold, `dirty_expire`); `sync`
 //! runs the same [`writepages`] in the caller's thread for its own file.
 //! Writes go to a pool of `io_depth` I/O threads ([`io`]), so several are in
-//! flight at once; completion ([`end_writeback`]) frees reclaim-flagged
-//! frames at once and wakes throttled threads.
+//! flight at once. A completed write leaves its page UNSTABLE until a
+//! backend sync ([`commit`]) makes it durable; the commit frees
+//! reclaim-flagged frames at once and wakes throttled threads.
 
+pub(crate) mod commit;
 pub(crate) mod flusher;
 pub(crate) mod io;
 mod writepages;
 
 use std::collections::VecDeque;
+use std::io as sio;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -72,10 +75,11 @@ impl Writeback {
     }
 }
 
-/// Writes every dirty page of `m` from the calling thread, waits for all of
-/// the mapping's writeback, then makes the backend durable. Errors are
-/// recorded in the mapping's errseq, for each handle to collect once.
-pub(crate) fn sync_mapping(inner: &Inner, m: &Arc<Mapping>, range: Range<u64>) {
+/// Writes every dirty page of `m` in `range` from the calling thread, waits
+/// for all of the mapping's writeback, then makes the backend durable. Errors
+/// are recorded in the mapping's errseq, for each open to collect once, and
+/// the backend sync's error is returned.
+pub(crate) fn sync_mapping(inner: &Inner, m: &Arc<Mapping>, range: Range<u64>) -> sio::Result<()> {
     crate::stats::inc(&inner.counters.flush_reason_sync);
     writepages(inner, m, true, usize::MAX, range);
     // Pages a flusher started before us must be on the backend too.
@@ -84,30 +88,36 @@ pub(crate) fn sync_mapping(inner: &Inner, m: &Arc<Mapping>, range: Range<u64>) {
         .wait_until(crate::throttle::reclaim::TICK, || {
             m.nr_writeback.load(Ordering::Acquire) == 0
         });
-    if let Err(e) = m.backend.sync() {
-        m.errseq.set(e.raw_os_error().unwrap_or(libc_eio()));
-    }
+    commit::commit(inner, m)
 }
 
 pub(crate) fn libc_eio() -> i32 {
     rustix::io::Errno::IO.raw_os_error()
 }
 
-/// Syncs every mapping; reports a file that still has dirty pages after.
+/// Syncs every mapping; reports the first failure: a backend sync that
+/// failed, or a file that still has dirty pages after (its writes failed).
 pub(crate) fn sync_all(inner: &Inner) -> Result<()> {
-    if inner.shutdown.load(Ordering::Acquire) {
-        return Ok(());
-    }
     let mut first = Ok(());
     for m in inner.mappings() {
-        sync_mapping(inner, &m, 0..u64::MAX);
-        if first.is_ok() && m.nr_dirty() > 0 {
+        let synced = sync_mapping(inner, &m, 0..u64::MAX);
+        if first.is_err() {
+            continue;
+        }
+        if let Err(source) = synced {
             first = Err(Error::Writeback {
                 path: m.path.clone(),
-                source: std::io::Error::other(format!(
-                    "{} pages could not be written",
-                    m.nr_dirty()
-                )),
+                source,
+            });
+        } else if m.nr_dirty() > 0 {
+            let errno = m.last_errno.load(Ordering::Relaxed);
+            first = Err(Error::Writeback {
+                path: m.path.clone(),
+                source: if errno != 0 {
+                    sio::Error::from_raw_os_error(errno)
+                } else {
+                    sio::Error::other(format!("{} pages could not be written", m.nr_dirty()))
+                },
             });
         }
     }

@@ -9,9 +9,8 @@ use crossbeam_channel::{unbounded, Receiver};
 
 use crate::backend::write_all_vectored;
 use crate::cache::Inner;
-use crate::frame::{FrameId, DIRTY, ORPHAN, RECLAIM, REFERENCED, WRITEBACK};
+use crate::frame::{FrameId, DIRTY, ORPHAN, WRITEBACK};
 use crate::mapping::Mapping;
-use crate::reclaim::direct::try_free;
 use crate::stats::{add, inc};
 
 use super::io::Run;
@@ -138,6 +137,9 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
     let ps = inner.page_size() as u64;
     let m = &run.mapping;
     let offset = run.first * ps;
+    // A sync failing while this write is in flight may drop it: noted before
+    // the write is issued, checked when it completes (writeback/commit.rs).
+    let failures_at_issue = m.sync_failures.load(Ordering::Acquire);
     // Clip to the file size: the tail of the last page past EOF is not data.
     let size = m.size();
     let len = (run.frames.len() as u64 * ps).min(size.saturating_sub(offset)) as usize;
@@ -148,7 +150,7 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
             break;
         }
         // SAFETY: the frame is under writeback started by this run, so no
-        // writer modifies it until `end_writeback` below clears WRITEBACK.
+        // writer modifies it until its writeback ends below.
         let page = unsafe { inner.arena.page(id) };
         let n = left.min(page.len());
         slices.push(&page[..n]);
@@ -165,16 +167,18 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
         .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked")))
     };
     drop(slices);
+    let pages: Vec<(u64, FrameId)> = run
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (run.first + i as u64, id))
+        .collect();
     let ok = result.is_ok();
     if let Err(e) = &result {
         inc(&inner.counters.writeback_errors);
-        let errno = e.raw_os_error().unwrap_or(super::libc_eio());
-        m.errseq.set(errno);
-        m.last_errno.store(errno, Ordering::Relaxed);
-        m.last_fail_ns
-            .store(inner.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        if !m.wb_failing.swap(true, Ordering::AcqRel) {
-            inner.failing_mappings.fetch_add(1, Ordering::Relaxed);
+        record_failure(inner, m, e.raw_os_error().unwrap_or(super::libc_eio()));
+        for &(index, id) in &pages {
+            end_writeback_failed(inner, m, id, index);
         }
     } else {
         if m.wb_failing.swap(false, Ordering::AcqRel) {
@@ -186,41 +190,48 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
         inner
             .bandwidth
             .record(inner.epoch.elapsed().as_nanos() as u64, len as u64);
-    }
-    for (i, &id) in run.frames.iter().enumerate() {
-        end_writeback(inner, m, id, run.first + i as u64, ok);
+        super::commit::written(inner, m, &pages, failures_at_issue);
     }
     inner.progress.notify();
     ok
 }
 
-/// Ends writeback of one page. On failure the page is dirty again before
-/// WRITEBACK clears, so it is never clean with unwritten data (invariant 7).
-/// On success a reclaim-flagged page nobody touched since is freed at once.
-pub(crate) fn end_writeback(inner: &Inner, m: &Mapping, id: FrameId, index: u64, ok: bool) {
-    let arena = &inner.arena;
-    let f = arena.frame(id);
-    let (redirtied, s) = f.state.end_writeback(ok);
+/// Records a failed write or sync of `m`: the errseq for every open, and the
+/// back-off state the flushers and the dirty throttle consult.
+pub(crate) fn record_failure(inner: &Inner, m: &Mapping, errno: i32) {
+    m.errseq.set(errno);
+    m.last_errno.store(errno, Ordering::Relaxed);
+    m.last_fail_ns
+        .store(inner.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    if !m.wb_failing.swap(true, Ordering::AcqRel) {
+        inner.failing_mappings.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Ends writeback of a page whose write failed (or may have been dropped by a
+/// failed sync): it is dirty again before WRITEBACK clears, so it is never
+/// clean with unwritten data (invariant 7).
+pub(crate) fn end_writeback_failed(inner: &Inner, m: &Mapping, id: FrameId, index: u64) {
+    let f = inner.arena.frame(id);
+    let (redirtied, s) = f.state.end_writeback_err();
     if redirtied {
         inner.nr_dirty.fetch_add(1, Ordering::Relaxed);
         if s & ORPHAN == 0 {
             m.note_dirty(index);
         }
     }
+    if s & ORPHAN != 0 && f.clear(DIRTY) {
+        inner.nr_dirty.fetch_sub(1, Ordering::Relaxed);
+    }
+    writeback_ended(inner, m, id);
+}
+
+/// The accounting common to every end of writeback; frees a truncated page.
+pub(crate) fn writeback_ended(inner: &Inner, m: &Mapping, id: FrameId) {
     inner.nr_writeback.fetch_sub(1, Ordering::Relaxed);
     m.nr_writeback.fetch_sub(1, Ordering::Release);
-    if s & ORPHAN != 0 {
-        if !ok && f.clear(DIRTY) {
-            inner.nr_dirty.fetch_sub(1, Ordering::Relaxed);
-        }
-        arena.try_free_orphan(id);
-        return;
-    }
-    if ok && s & RECLAIM != 0 {
-        f.clear(RECLAIM);
-        if s & REFERENCED == 0 && try_free(inner, id) {
-            inc(&inner.counters.pgreclaim_freed_on_writeback);
-        }
+    if inner.arena.frame(id).flags() & ORPHAN != 0 {
+        inner.arena.try_free_orphan(id);
     }
 }
 
