@@ -156,6 +156,8 @@ pub(crate) struct Mapping {
     pub(crate) flushing: AtomicBool,
     /// Set while the mapping waits in the flusher queue.
     pub(crate) queued: AtomicBool,
+    /// The queued request must write dirty pages, not only commit.
+    pub(crate) queued_write: AtomicBool,
     /// Open handles; a mapping with none is dropped once it has no pages.
     pub(crate) handles: AtomicUsize,
     /// The last writeback of this mapping failed and none has succeeded since.
@@ -194,6 +196,7 @@ impl Mapping {
             writeback_cursor: AtomicU64::new(0),
             flushing: AtomicBool::new(false),
             queued: AtomicBool::new(false),
+            queued_write: AtomicBool::new(false),
             handles: AtomicUsize::new(0),
             wb_failing: AtomicBool::new(false),
             last_fail_ns: AtomicU64::new(0),

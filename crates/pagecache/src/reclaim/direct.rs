@@ -80,7 +80,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         if s & (UNSTABLE | DIRTY) == UNSTABLE {
             // Written, not yet durable: the flushers commit it and free it
             // then. Like a page under writeback, something to wait for.
-            flag_for_flushers(inner, id);
+            flag_for_flushers(inner, id, Reason::Commit);
             scan.writeback += 1;
             putback.push(e);
             continue;
@@ -91,7 +91,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
                 pageout(inner, id, who);
                 putback.push(e);
             } else {
-                flag_for_flushers(inner, id);
+                flag_for_flushers(inner, id, Reason::Reclaim);
                 putback.push(e);
             }
             continue;
@@ -131,13 +131,13 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
 
 /// The offload decision (DESIGN §4 invariant 2): the dirty victim gets the
 /// reclaim flag and its mapping goes to the flushers; nothing is written here.
-fn flag_for_flushers(inner: &Inner, id: FrameId) {
+fn flag_for_flushers(inner: &Inner, id: FrameId, reason: Reason) {
     let f = inner.arena.frame(id);
     if f.set(RECLAIM) {
         inc(&inner.counters.pgreclaim_flagged);
     }
     if let Some(m) = inner.mapping(f.mapping.load(Ordering::Relaxed)) {
-        inner.writeback.queue(&m, Reason::Reclaim);
+        inner.writeback.queue(&m, reason);
     }
 }
 
@@ -177,7 +177,7 @@ fn pageout(inner: &Inner, id: FrameId, who: Reclaimer) {
         Reclaimer::Direct => &inner.counters.direct_reclaim_writes,
         Reclaimer::Background => &inner.counters.background_reclaim_writes,
     });
-    flag_for_flushers(inner, id);
+    flag_for_flushers(inner, id, Reason::Commit);
 }
 
 /// Frees a clean, unpinned frame not under writeback: takes it out of its

@@ -63,7 +63,7 @@ fn should_commit(inner: &Inner, m: &Mapping, reason: Reason) -> bool {
         return false;
     }
     match reason {
-        Reason::Reclaim | Reason::Expire => true,
+        Reason::Reclaim | Reason::Commit | Reason::Expire => true,
         Reason::Background => {
             inner.nr_unstable.load(Ordering::Relaxed) >= (levels(inner).background / 2).max(1)
         }
@@ -77,11 +77,15 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
     }
     let c = &inner.counters;
     inc(match reason {
-        Reason::Reclaim => &c.flush_reason_reclaim,
+        Reason::Reclaim | Reason::Commit => &c.flush_reason_reclaim,
         Reason::Background => &c.flush_reason_background,
         Reason::Expire => &c.flush_reason_expire,
     });
-    let mut n = writepages(inner, m, false, nr, 0..u64::MAX);
+    let mut n = if reason == Reason::Commit {
+        0
+    } else {
+        writepages(inner, m, false, nr, 0..u64::MAX)
+    };
     if should_commit(inner, m, reason) {
         let unstable = m.nr_unstable();
         // A failure is recorded in the errseq and re-dirties the pages.

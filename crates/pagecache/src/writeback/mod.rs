@@ -31,7 +31,10 @@ pub(crate) use writepages::{writepage_sync, writepages};
 /// Why a flusher pass runs (the kernel's `wb_reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Reason {
+    /// Reclaim met dirty pages: write them, then commit.
     Reclaim,
+    /// Reclaim met unstable pages only: commit, nothing to write.
+    Commit,
     Background,
     Expire,
 }
@@ -45,8 +48,12 @@ pub(crate) struct Writeback {
 }
 
 impl Writeback {
-    /// Hands a mapping to the flushers (once while it is queued).
+    /// Hands a mapping to the flushers (once while it is queued; a reclaim
+    /// request upgrades a queued commit-only one).
     pub(crate) fn queue(&self, m: &Arc<Mapping>, reason: Reason) {
+        if reason == Reason::Reclaim {
+            m.queued_write.store(true, Ordering::Release);
+        }
         if !m.queued.swap(true, Ordering::AcqRel) {
             self.queue.lock().push_back((m.clone(), reason));
             self.wake.notify();
@@ -65,9 +72,12 @@ impl Writeback {
     }
 
     pub(crate) fn pop(&self) -> Option<(Arc<Mapping>, Reason)> {
-        let item = self.queue.lock().pop_front()?;
-        item.0.queued.store(false, Ordering::Release);
-        Some(item)
+        let (m, mut reason) = self.queue.lock().pop_front()?;
+        m.queued.store(false, Ordering::Release);
+        if m.queued_write.swap(false, Ordering::AcqRel) {
+            reason = Reason::Reclaim;
+        }
+        Some((m, reason))
     }
 
     pub(crate) fn wake_all(&self) {
