@@ -158,6 +158,9 @@ pub(crate) struct Mapping {
     pub(crate) queued: AtomicBool,
     /// The queued request must write dirty pages, not only commit.
     pub(crate) queued_write: AtomicBool,
+    /// Dirty pages reclaim flagged since the flushers last wrote for it
+    /// (page indexes; a hint of where to write).
+    pub(crate) reclaim_wanted: Mutex<Vec<u64>>,
     /// Open handles; a mapping with none is dropped once it has no pages.
     pub(crate) handles: AtomicUsize,
     /// The last writeback of this mapping failed and none has succeeded since.
@@ -197,6 +200,7 @@ impl Mapping {
             flushing: AtomicBool::new(false),
             queued: AtomicBool::new(false),
             queued_write: AtomicBool::new(false),
+            reclaim_wanted: Mutex::new(Vec::new()),
             handles: AtomicUsize::new(0),
             wb_failing: AtomicBool::new(false),
             last_fail_ns: AtomicU64::new(0),

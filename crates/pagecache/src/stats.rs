@@ -95,6 +95,9 @@ counters! {
     pgreclaim_freed_on_writeback,
     /// Frames moved to the active list.
     pgactivate,
+    /// Frames reclaim flagged for writeback or commit and moved to the
+    /// active list rather than rescanned (not under `legacy`).
+    pgactivate_flagged,
     /// Pages written by an allocating thread (only under `legacy`).
     direct_reclaim_writes,
     /// Pages written by the background reclaimer (only under `legacy`).

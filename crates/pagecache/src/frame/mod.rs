@@ -65,6 +65,11 @@ impl Frame {
     }
 
     #[inline]
+    pub(crate) fn set_unless_free(&self, flag: u64) -> bool {
+        self.state.set_unless_free(flag)
+    }
+
+    #[inline]
     pub(crate) fn mark_referenced(&self) {
         self.state.mark_referenced()
     }

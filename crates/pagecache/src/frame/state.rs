@@ -54,6 +54,26 @@ impl FrameState {
         self.0.fetch_or(flag, Ordering::AcqRel) & flag == 0
     }
 
+    /// Sets `flag` unless the frame is free (reclaim marks frames it looked
+    /// at a moment ago, which I/O completion may have freed since); returns
+    /// whether it was set by this call.
+    #[inline]
+    pub(crate) fn set_unless_free(&self, flag: u64) -> bool {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            if cur & (FREE | flag) != 0 {
+                return false;
+            }
+            match self
+                .0
+                .compare_exchange_weak(cur, cur | flag, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     /// Clears `flag`; returns whether it was set before.
     #[inline]
     pub(crate) fn clear(&self, flag: u64) -> bool {

@@ -35,8 +35,11 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         scanned: isolated.len(),
         ..Scan::default()
     };
+    let legacy = inner.policy() == Policy::Legacy;
     let mut putback: Vec<Entry> = Vec::new();
     let mut activate: Vec<Entry> = Vec::new();
+    // Flagged for writeback or commit and moved to the active list.
+    let mut flagged: Vec<Entry> = Vec::new();
     for e in isolated {
         let (id, _) = e;
         if lru::is_stale(arena, e) {
@@ -61,7 +64,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         }
         if s & REFERENCED != 0 {
             f.clear(REFERENCED);
-            f.set(ACTIVE);
+            f.set_unless_free(ACTIVE);
             activate.push(e);
             continue;
         }
@@ -70,11 +73,23 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             putback.push(e);
             continue;
         }
+        // A page reclaim cannot free now but will be freed by the end of
+        // its write or commit: today's kernel activates it
+        // (`activate_locked`) so the inactive tail is not rescanned over
+        // and over while the I/O runs; the 2010 kernel rotated it.
+        let mut wait_for_io = |f: &crate::frame::Frame| {
+            if legacy {
+                putback.push(e);
+            } else {
+                f.set_unless_free(ACTIVE);
+                flagged.push(e);
+            }
+        };
         if s & WRITEBACK != 0 {
             // Freed the moment its write is durable.
-            f.set(RECLAIM);
+            f.set_unless_free(RECLAIM);
             scan.writeback += 1;
-            putback.push(e);
+            wait_for_io(f);
             continue;
         }
         if s & (UNSTABLE | DIRTY) == UNSTABLE {
@@ -82,18 +97,17 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             // then. Like a page under writeback, something to wait for.
             flag_for_flushers(inner, id, Reason::Commit);
             scan.writeback += 1;
-            putback.push(e);
+            wait_for_io(f);
             continue;
         }
         if s & DIRTY != 0 {
             scan.dirty += 1;
-            if inner.policy() == Policy::Legacy {
+            if legacy {
                 pageout(inner, id, who);
-                putback.push(e);
             } else {
                 flag_for_flushers(inner, id, Reason::Reclaim);
-                putback.push(e);
             }
+            wait_for_io(f);
             continue;
         }
         if try_free(inner, id) {
@@ -105,6 +119,8 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     inner.lru.putback(&putback);
     add(&inner.counters.pgactivate, activate.len() as u64);
     inner.lru.activate(&activate);
+    add(&inner.counters.pgactivate_flagged, flagged.len() as u64);
+    inner.lru.activate(&flagged);
     // Only pinned pages (or none) at the inactive tail: the clean pages, if
     // any, are on the active list, so demote regardless of the list ratio.
     // A scan that activated referenced pages made progress of its own and
@@ -133,10 +149,17 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
 /// reclaim flag and its mapping goes to the flushers; nothing is written here.
 fn flag_for_flushers(inner: &Inner, id: FrameId, reason: Reason) {
     let f = inner.arena.frame(id);
-    if f.set(RECLAIM) {
+    if f.set_unless_free(RECLAIM) {
         inc(&inner.counters.pgreclaim_flagged);
     }
+    // Read without a pin: if the frame was reused meanwhile, the flushers
+    // write around the wrong page of some file, which is harmless.
     if let Some(m) = inner.mapping(f.mapping.load(Ordering::Relaxed)) {
+        if reason == Reason::Reclaim {
+            m.reclaim_wanted
+                .lock()
+                .push(f.index.load(Ordering::Relaxed));
+        }
         inner.writeback.queue(&m, reason);
     }
 }

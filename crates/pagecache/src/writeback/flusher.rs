@@ -10,7 +10,7 @@ use crate::mapping::Mapping;
 use crate::stats::inc;
 use crate::throttle::dirty::{levels, nr_dirty};
 
-use super::{writepages, Reason};
+use super::{writepages, writepages_around, Reason};
 
 /// Pages one background pass writes from a mapping before moving on, so a
 /// huge file does not starve the others.
@@ -81,10 +81,13 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
         Reason::Background => &c.flush_reason_background,
         Reason::Expire => &c.flush_reason_expire,
     });
-    let mut n = if reason == Reason::Commit {
-        0
-    } else {
-        writepages(inner, m, false, nr, 0..u64::MAX)
+    let mut n = match reason {
+        Reason::Commit => 0,
+        Reason::Reclaim => {
+            let wanted = std::mem::take(&mut *m.reclaim_wanted.lock());
+            writepages_around(inner, m, &wanted)
+        }
+        Reason::Background | Reason::Expire => writepages(inner, m, false, nr, 0..u64::MAX),
     };
     if should_commit(inner, m, reason) {
         let unstable = m.nr_unstable();

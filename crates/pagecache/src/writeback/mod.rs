@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::mapping::Mapping;
 use crate::wait::WaitQueue;
 
-pub(crate) use writepages::{writepage_sync, writepages};
+pub(crate) use writepages::{writepage_sync, writepages, writepages_around};
 
 /// Why a flusher pass runs (the kernel's `wb_reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

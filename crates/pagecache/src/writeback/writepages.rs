@@ -28,8 +28,6 @@ pub(crate) fn writepages(
     range: Range<u64>,
 ) -> usize {
     let _resize = m.resize.read_recursive();
-    let arena = &inner.arena;
-    let max_pages = (inner.cfg.max_io / inner.page_size()).max(1);
     let cursor = if sync {
         range.start
     } else {
@@ -46,6 +44,48 @@ pub(crate) fn writepages(
             .copied()
             .collect()
     };
+    let (submitted, last) = write_indexes(inner, m, sync, indexes);
+    if let (false, Some(last)) = (sync, last) {
+        m.writeback_cursor.store(last + 1, Ordering::Relaxed);
+    }
+    submitted
+}
+
+/// Writeback for reclaim: only the dirty pages in the `max_io`-sized
+/// windows around the pages reclaim flagged, so that what reclaim waits for
+/// is written in large runs while the rest of the dirty set stays in memory
+/// (rewrites of it are absorbed) for the background threshold to handle.
+pub(crate) fn writepages_around(inner: &Inner, m: &Arc<Mapping>, flagged: &[u64]) -> usize {
+    let _resize = m.resize.read_recursive();
+    let max_pages = (inner.cfg.max_io / inner.page_size()).max(1) as u64;
+    let mut windows: Vec<u64> = flagged.iter().map(|i| i / max_pages).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    let indexes: Vec<u64> = {
+        let d = m.dirty.lock();
+        windows
+            .iter()
+            .flat_map(|w| {
+                let start = w * max_pages;
+                d.pages.range(start..start.saturating_add(max_pages))
+            })
+            .copied()
+            .collect()
+    };
+    write_indexes(inner, m, false, indexes).0
+}
+
+/// Starts writeback of the pages at `indexes` (ascending), coalescing
+/// contiguous ones into runs of up to `max_io`, with up to `io_depth` runs
+/// in flight; waits for them all. Returns (pages submitted, last index).
+fn write_indexes(
+    inner: &Inner,
+    m: &Arc<Mapping>,
+    sync: bool,
+    indexes: Vec<u64>,
+) -> (usize, Option<u64>) {
+    let arena = &inner.arena;
+    let max_pages = (inner.cfg.max_io / inner.page_size()).max(1);
     let (done_tx, done_rx) = unbounded();
     let mut inflight = 0usize;
     let mut run = Run::new(m.clone(), done_tx.clone());
@@ -79,10 +119,7 @@ pub(crate) fn writepages(
         let _ = done_rx.recv();
         inflight -= 1;
     }
-    if let (false, Some(last)) = (sync, last) {
-        m.writeback_cursor.store(last + 1, Ordering::Relaxed);
-    }
-    submitted
+    (submitted, last)
 }
 
 fn submit(inner: &Inner, run: Run, inflight: &mut usize, done: &Receiver<()>) {
