@@ -114,6 +114,9 @@ impl Inner {
         let size = backend
             .len()
             .map_err(|e| Error::io("reading the backend's length", path.clone(), e))?;
+        if backend.direct_io_fallback() {
+            crate::stats::inc(&self.counters.direct_io_fallbacks);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(Mapping::new(id, backend, path, size, inode)))
     }

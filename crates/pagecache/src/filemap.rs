@@ -1,6 +1,7 @@
 //! Reading and writing through the cache (the kernel's mm/filemap.c):
 //! finding or reading in a page, copying to and from it, marking it dirty.
 
+use std::io::IoSliceMut;
 use std::sync::atomic::Ordering;
 
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
@@ -122,7 +123,7 @@ pub(crate) fn hit(inner: &Inner) {
 /// Reads page `index` from the backend; bytes past the end of file are zero.
 fn read_page(m: &Mapping, page: &mut [u8], index: u64, ps: usize) -> std::io::Result<()> {
     let offset = index * ps as u64;
-    let n = read_full(m.backend.as_ref(), page, offset)?;
+    let n = read_full(m.backend.as_ref(), &mut [IoSliceMut::new(page)], offset)?;
     let valid = (m.size().saturating_sub(offset) as usize).min(n);
     page[valid..].fill(0);
     Ok(())

@@ -1,11 +1,12 @@
 //! Readahead (the kernel's mm/readahead.c, much simplified): a miss that
 //! continues the previous one reads the following pages too, in one backend
-//! read, with a window that doubles up to `MAX_BYTES` while misses stay
+//! read straight into their frames, with a window that doubles up to `MAX_BYTES` while misses stay
 //! sequential. A random miss reads one page. Readahead pages enter the
 //! inactive list unreferenced and their first access does not count as a
 //! reference (the READAHEAD flag), so a scan read this way still cannot push
 //! out the hot set.
 
+use std::io::IoSliceMut;
 use std::sync::atomic::Ordering;
 
 use parking_lot::RwLockWriteGuard;
@@ -80,24 +81,36 @@ fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64) -> u64 {
     }
     let n = taken.len() as u64;
     let offset = start * ps as u64;
-    let mut buf = vec![0u8; taken.len() * ps];
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        read_full(m.backend.as_ref(), &mut buf, offset)
+        // Straight into the frames, which are page-aligned in the arena, so
+        // a backend doing O_DIRECT can take them without a bounce buffer.
+        let mut bufs: Vec<IoSliceMut<'_>> = taken
+            .iter()
+            // SAFETY: fresh frames, write-locked by us, not under writeback;
+            // distinct frames do not overlap.
+            .map(|(id, _)| IoSliceMut::new(unsafe { arena.page_mut(*id) }))
+            .collect();
+        read_full(m.backend.as_ref(), &mut bufs, offset)
     }));
-    let ok = matches!(read, Ok(Ok(_)));
-    if ok {
-        // Bytes past the end of file read as zero (as in a single read-in).
-        let valid = (m.size().saturating_sub(offset) as usize).min(buf.len());
-        buf[valid..].fill(0);
-        add(&inner.counters.pages_read, taken.len() as u64);
-        add(&inner.counters.pages_readahead, taken.len() as u64);
-    }
+    let ok = if let Ok(Ok(got)) = read {
+        // Bytes past what was read, or past the end of file, read as zero
+        // (as in a single read-in).
+        let valid = (m.size().saturating_sub(offset) as usize).min(got);
+        for (k, (id, _)) in taken.iter().enumerate() {
+            let from = valid.saturating_sub(k * ps).min(ps);
+            // SAFETY: as above; the slices made for the read are gone.
+            let page = unsafe { arena.page_mut(*id) };
+            page[from..].fill(0);
+        }
+        add(&inner.counters.pages_read, n);
+        add(&inner.counters.pages_readahead, n);
+        true
+    } else {
+        false
+    };
     for (k, (id, guard)) in taken.into_iter().enumerate() {
         let f = arena.frame(id);
         if ok {
-            // SAFETY: a fresh frame, write-locked by us, not under writeback.
-            let page = unsafe { arena.page_mut(id) };
-            page.copy_from_slice(&buf[k * ps..(k + 1) * ps]);
             f.set(READAHEAD | UPTODATE);
         } else {
             let index = start + k as u64;

@@ -138,6 +138,10 @@ counters! {
     oom_errors,
     /// Deepest stack any allocation reached, in bytes.
     alloc_stack_peak_bytes,
+    /// Files opened with buffered I/O because their file system refused
+    /// `O_DIRECT` (or keeps files in memory, as tmpfs does): the kernel's
+    /// page cache holds their pages too, outside the budget.
+    direct_io_fallbacks,
 }
 
 /// A snapshot of the cache: frame states now, and event counts so far.

@@ -4,7 +4,7 @@
 //! threads, from an explicit `sync` on the caller's own file, and — under the
 //! `legacy` policy only — from direct reclaim.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 
 mod fault;
 mod file;
@@ -21,6 +21,32 @@ pub use mem::MemBackend;
 pub trait Backend: Send + Sync + 'static {
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Reads into the buffers back to back starting at `offset`; returns
+    /// bytes read. Like `preadv`, it may read fewer than asked (the cache
+    /// asks again for the rest); 0 means end of file. The cache reads
+    /// readahead windows with it, one buffer per frame (each page-aligned),
+    /// so a backend that can read straight into them should. The default
+    /// makes one [`Backend::read_at`] call: into the buffer itself if there
+    /// is one, else into a temporary 4096-aligned buffer (so an `O_DIRECT`
+    /// `read_at` can take it) that it then copies out.
+    fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+        if let [buf] = bufs {
+            return self.read_at(buf, offset);
+        }
+        const ALIGN: usize = 4096;
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut tmp = vec![0u8; len + ALIGN];
+        let at = tmp.as_ptr().align_offset(ALIGN).min(ALIGN);
+        let tmp = &mut tmp[at..at + len];
+        let n = self.read_at(tmp, offset)?.min(len);
+        let mut from = &tmp[..n];
+        for buf in bufs.iter_mut() {
+            let k = buf.len().min(from.len());
+            buf[..k].copy_from_slice(&from[..k]);
+            from = &from[k..];
+        }
+        Ok(n)
+    }
     /// Writes the buffers back to back starting at `offset`; returns bytes
     /// written (a short count is retried by the cache for the rest).
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize>;
@@ -34,15 +60,36 @@ pub trait Backend: Send + Sync + 'static {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+    /// Whether this backend asked to bypass the kernel's page cache
+    /// (`O_DIRECT`) and was refused by the file system, so the kernel holds
+    /// its pages too. The cache counts such backends in
+    /// [`Events::direct_io_fallbacks`](crate::Events::direct_io_fallbacks).
+    fn direct_io_fallback(&self) -> bool {
+        false
+    }
 }
 
-/// Reads until `buf` is full or end of file; returns bytes read.
-pub(crate) fn read_full(backend: &dyn Backend, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match backend.read_at(&mut buf[done..], offset + done as u64) {
+/// Reads until `bufs` are full or end of file; returns bytes read.
+pub(crate) fn read_full(
+    backend: &dyn Backend,
+    mut bufs: &mut [IoSliceMut<'_>],
+    offset: u64,
+) -> io::Result<usize> {
+    let mut done = 0usize;
+    let mut left: usize = bufs.iter().map(|b| b.len()).sum();
+    while left > 0 {
+        match backend.read_vectored_at(bufs, offset + done as u64) {
             Ok(0) => break,
-            Ok(n) => done += n,
+            Ok(n) if n > left => {
+                return Err(io::Error::other(format!(
+                    "the backend reported reading {n} bytes where {left} were asked: fix its read_vectored_at"
+                )))
+            }
+            Ok(n) => {
+                done += n;
+                left -= n;
+                IoSliceMut::advance_slices(&mut bufs, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
