@@ -28,6 +28,8 @@ struct Open {
     owner: Arc<Owner>,
     mapping: Arc<Mapping>,
     since: Mutex<ErrSeqSince>,
+    /// False for a read-only open: writes through it fail with `ReadOnly`.
+    writable: bool,
 }
 
 impl Drop for Open {
@@ -40,13 +42,33 @@ impl Drop for Open {
 
 impl File {
     pub(crate) fn new(owner: Arc<Owner>, mapping: Arc<Mapping>) -> Self {
+        Self::with_access(owner, mapping, true)
+    }
+
+    pub(crate) fn with_access(owner: Arc<Owner>, mapping: Arc<Mapping>, writable: bool) -> Self {
         let since = Mutex::new(mapping.errseq.sample());
         File {
             open: Arc::new(Open {
                 owner,
                 mapping,
                 since,
+                writable,
             }),
+        }
+    }
+
+    /// Whether this open refuses writes (opened without `write(true)`).
+    pub fn is_read_only(&self) -> bool {
+        !self.open.writable
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.open.writable {
+            Ok(())
+        } else {
+            Err(Error::ReadOnly {
+                path: self.m().path.clone(),
+            })
         }
     }
 
@@ -68,7 +90,11 @@ impl File {
     /// an error the other opens have already seen only if nobody had seen it.
     pub fn reopen(&self) -> File {
         self.m().handles.fetch_add(1, Ordering::AcqRel);
-        File::new(self.open.owner.clone(), self.m().clone())
+        File::with_access(
+            self.open.owner.clone(),
+            self.m().clone(),
+            self.open.writable,
+        )
     }
 
     /// Reads into `buf` from `offset`; like `FileExt::read_at`, returns fewer
@@ -97,6 +123,7 @@ impl File {
     /// case the count says how much landed, like `write(2)`. The data is in
     /// the cache, not yet durable: see [`File::sync`].
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize> {
+        self.check_writable()?;
         filemap::write_at(self.inner(), self.m(), buf, offset)
     }
 
@@ -113,6 +140,7 @@ impl File {
     /// Truncates or extends the file. Cached pages past a new, shorter end are
     /// dropped (dirty or not); an extension reads as zeros.
     pub fn set_len(&self, len: u64) -> Result<()> {
+        self.check_writable()?;
         truncate::set_len(self.inner(), self.m(), len)
     }
 
@@ -213,6 +241,7 @@ impl File {
     /// Pins page `index` for writing without copying, marks it dirty, and
     /// extends the file to cover the whole page if it ends before.
     pub fn page_mut(&self, index: u64) -> Result<PageWriteGuard<'_>> {
+        self.check_writable()?;
         let offset = self.check_index(index)?;
         let inner = self.inner();
         let m = self.m();
