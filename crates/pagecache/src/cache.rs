@@ -181,6 +181,11 @@ pub struct PageCache {
 impl PageCache {
     /// Validates `cfg`, allocates the arena and starts the flushers, the I/O
     /// threads and (if enabled) the background reclaimer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if a knob is out of range or the arena cannot be
+    /// allocated; [`Error::Io`] if a thread cannot be started.
     pub fn new(cfg: Config) -> Result<Self> {
         let wm = cfg.validate()?;
         let frames = cfg.frames();
@@ -285,6 +290,10 @@ impl PageCache {
     }
 
     /// Caches a user-supplied backend. Each call makes a separate mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the backend cannot report its length.
     pub fn open_backend(&self, backend: impl Backend) -> Result<File> {
         let inner = self.inner();
         let m = inner.register(Box::new(backend), None, None)?;
@@ -309,6 +318,10 @@ impl PageCache {
     }
 
     /// Writes every dirty page of every file and makes them durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Writeback`] for the first file whose writeback failed.
     pub fn sync_all(&self) -> Result<()> {
         writeback::sync_all(self.inner())
     }
@@ -316,6 +329,10 @@ impl PageCache {
     /// Writes everything, stops the background threads and reports the first
     /// error. Other clones and open files stay usable for reads of resident
     /// pages but nothing is written back after this.
+    ///
+    /// # Errors
+    ///
+    /// As [`PageCache::sync_all`].
     pub fn shutdown(self) -> Result<()> {
         self.owner.stop()
     }
