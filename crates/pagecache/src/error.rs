@@ -7,9 +7,10 @@ use std::path::PathBuf;
 /// Everything that can go wrong in `pagecache`.
 ///
 /// New variants may be added in minor releases, so a `match` needs a `_` arm.
-/// Generic code over `std::io` converts it with `?` or `From`: see
-/// [`From<Error> for std::io::Error`](#impl-From%3CError%3E-for-Error) for the
-/// kinds it maps to.
+/// Code returning `std::io::Result` converts it with `?`: the
+/// `impl From<Error> for std::io::Error` keeps the OS error number of a
+/// failed read or write and maps the other variants to an
+/// [`io::ErrorKind`] (listed on that impl).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

@@ -58,8 +58,8 @@ impl File {
     }
 }
 
-/// Positional I/O for code generic over files: the inherent methods with
-/// errors converted by [`From<Error> for io::Error`](crate::Error).
+/// Positional I/O for code generic over files: the inherent methods, with
+/// errors converted by `impl From<Error> for io::Error` (see [`Error`](crate::Error)).
 ///
 /// ```
 /// use std::os::unix::fs::FileExt;
