@@ -2,7 +2,7 @@
 //! [`PageCache`] handle that owns the background threads.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::backend::{Backend, FileBackend};
+use crate::backend::Backend;
 use crate::config::{Config, Policy, Watermarks};
 use crate::error::{Error, Result};
 use crate::file::File;
@@ -206,7 +206,7 @@ impl Drop for Owner {
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = tempfile::tempdir()?;
 /// let cache = PageCache::new(Config::new(1 << 20))?;
-/// let file = cache.open(dir.path().join("data"))?;
+/// let file = cache.create(dir.path().join("data"))?;
 /// file.write_at(b"hello, page cache", 4090)?;
 /// let mut buf = [0u8; 17];
 /// assert_eq!(file.read_at(&mut buf, 4090)?, 17);
@@ -223,6 +223,11 @@ pub struct PageCache {
 impl PageCache {
     /// Validates `cfg`, allocates the arena and starts the flushers, the I/O
     /// threads and (if enabled) the background reclaimer.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if a knob is out of range or the arena cannot be
+    /// allocated; [`Error::Io`] if a thread cannot be started.
     pub fn new(cfg: Config) -> Result<Self> {
         let wm = cfg.validate()?;
         let frames = cfg.frames();
@@ -306,22 +311,16 @@ impl PageCache {
         &self.owner.inner
     }
 
-    /// Opens `path` through the cache, creating it if it does not exist.
-    /// Opening the same path twice shares the cached pages.
-    pub fn open(&self, path: impl AsRef<Path>) -> Result<File> {
-        self.open_with(path.as_ref(), true)
-    }
-
-    /// Opens an existing file; an error if it does not exist.
-    pub fn open_existing(&self, path: impl AsRef<Path>) -> Result<File> {
-        self.open_with(path.as_ref(), false)
-    }
-
-    fn open_with(&self, path: &Path, create: bool) -> Result<File> {
-        let err = |what, e| Error::io(what, Some(path.to_path_buf()), e);
-        let backend = FileBackend::open(path, create).map_err(|e| err("opening", e))?;
-        let inode = Inode::of(backend.file()).map_err(|e| err("inspecting", e))?;
-        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    /// Caches a file opened by path (see [`OpenOptions`](crate::OpenOptions)):
+    /// shares the mapping of a live earlier open of the same inode, or makes
+    /// one over `backend`.
+    pub(crate) fn attach(
+        &self,
+        path: PathBuf,
+        inode: Inode,
+        backend: Box<dyn Backend>,
+        writable: bool,
+    ) -> Result<File> {
         let inner = self.inner();
         let mut reg = inner.registry.write();
         let existing = reg
@@ -336,7 +335,7 @@ impl PageCache {
             Some(m) => m,
             None => {
                 let key = inode.key;
-                let m = inner.register(Box::new(backend), Some(path), Some(inode))?;
+                let m = inner.register(backend, Some(path), Some(inode))?;
                 reg.by_inode.insert(key, m.id);
                 reg.by_id.insert(m.id, m.clone());
                 m
@@ -344,10 +343,14 @@ impl PageCache {
         };
         mapping.handles.fetch_add(1, Ordering::AcqRel);
         drop(reg);
-        Ok(File::new(self.owner.clone(), mapping))
+        Ok(File::with_access(self.owner.clone(), mapping, writable))
     }
 
     /// Caches a user-supplied backend. Each call makes a separate mapping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the backend cannot report its length.
     pub fn open_backend(&self, backend: impl Backend) -> Result<File> {
         let inner = self.inner();
         let m = inner.register(Box::new(backend), None, None)?;
@@ -386,6 +389,9 @@ impl PageCache {
     /// error. Other clones and open files stay usable for reads of resident
     /// pages; every write, `set_len` and sync through them fails with
     /// `Error::Shutdown`, since nothing is written back after this.
+    ///
+    /// # Errors
+    /// As [`PageCache::sync_all`].
     pub fn shutdown(self) -> Result<()> {
         self.owner.stop()
     }

@@ -5,16 +5,32 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// What direct reclaim does with a dirty victim.
+///
+/// Pick [`Policy::Offload`] (the default) unless you are measuring: it is the
+/// only policy that keeps an allocating thread off the disk and never fails
+/// while dirty pages could be written. [`Policy::Legacy`] reproduces the
+/// classic design for comparison: an allocating thread may write someone
+/// else's dirty page, synchronously, one page at a time. [`Policy::NoThrottle`]
+/// suits callers that prefer an immediate [`Error::NoCleanFrame`] to waiting
+/// (a latency-bound server that sheds load instead of blocking): it never
+/// waits for writeback, so it fails whenever every unpinned frame is dirty.
+///
+/// New policies may be added in minor releases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Policy {
     /// Flag it for reclaim, kick the flushers, take a clean frame or wait for
-    /// writeback progress (the design the kernel converged on).
+    /// writeback progress (the design the kernel converged on). Writeback
+    /// stays in large sorted batches; an allocator's worst case is a wait
+    /// for the flushers, never its own write.
     #[default]
     Offload,
     /// Write that one page synchronously from the allocating thread, then free
-    /// it (the 2010 behaviour, kept for comparison).
+    /// it (the 2010 behaviour, kept for comparison). Small random writes from
+    /// reclaim and deep allocation stacks; use it to measure, not to serve.
     Legacy,
-    /// Like `Offload`, but fail at once when nothing clean can be found.
+    /// Like `Offload`, but fail at once with [`Error::NoCleanFrame`] when
+    /// nothing clean can be found, instead of waiting for writeback.
     NoThrottle,
 }
 
@@ -128,6 +144,7 @@ pub const MIN_FRAMES: usize = 8;
 macro_rules! setter {
     ($(#[$m:meta])* $name:ident: $ty:ty) => {
         $(#[$m])*
+        #[must_use = "setters return the changed configuration"]
         pub fn $name(mut self, v: $ty) -> Self {
             self.$name = v;
             self
@@ -166,6 +183,7 @@ impl Config {
         background_reclaim: bool);
 
     /// Sets explicit watermarks (in frames).
+    #[must_use = "setters return the changed configuration"]
     pub fn watermarks(mut self, w: Watermarks) -> Self {
         self.watermarks = Some(w);
         self

@@ -5,7 +5,14 @@ use std::io;
 use std::path::PathBuf;
 
 /// Everything that can go wrong in `pagecache`.
+///
+/// New variants may be added in minor releases, so a `match` needs a `_` arm.
+/// Code returning `std::io::Result` converts it with `?`: the
+/// `impl From<Error> for std::io::Error` keeps the OS error number of a
+/// failed read or write and maps the other variants to an
+/// [`io::ErrorKind`] (listed on that impl).
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The configuration was rejected before the cache was built.
     Config(String),
@@ -43,6 +50,11 @@ pub enum Error {
     WouldDeadlock(&'static str),
     /// The cache has been shut down.
     Shutdown,
+    /// A write, `page_mut` or `set_len` through a handle opened read-only.
+    ReadOnly {
+        /// File, if it has a path.
+        path: Option<PathBuf>,
+    },
 }
 
 impl Error {
@@ -92,6 +104,14 @@ impl fmt::Display for Error {
                 "{what} would wait on a page this thread holds through a PageWriteGuard; drop the guard first"
             ),
             Error::Shutdown => write!(f, "the page cache has been shut down"),
+            Error::ReadOnly { path } => write!(
+                f,
+                "cannot modify{}: it was opened read-only; open it with `PageCache::open_options().read(true).write(true)` to write",
+                match path {
+                    Some(p) => format!(" {}", p.display()),
+                    None => String::new(),
+                }
+            ),
         }
     }
 }
@@ -105,6 +125,23 @@ impl std::error::Error for Error {
     }
 }
 
+/// Converts to the error a `std::fs::File` would have returned, so `?` works
+/// in functions returning `std::io::Result`.
+///
+/// - `Io` and `Writeback` keep the backend's error: its raw OS error (errno)
+///   when it has one — as `std::fs::File` reports errors, without the path —
+///   or else its kind, with this error (path and operation) as the payload.
+/// - `OutOfMemory` and `NoCleanFrame` become [`io::ErrorKind::OutOfMemory`].
+/// - `Config` and `InvalidArgument` become [`io::ErrorKind::InvalidInput`].
+/// - `WouldDeadlock` becomes [`io::ErrorKind::Deadlock`] (`EDEADLK`): the call
+///   would block on the caller itself, which waiting cannot cure, so
+///   `WouldBlock` (retry later) would mislead.
+/// - `Shutdown` becomes [`io::ErrorKind::BrokenPipe`]: the cache behind the
+///   handle is gone, as the reader behind a pipe is.
+/// - `ReadOnly` becomes [`io::ErrorKind::PermissionDenied`].
+///
+/// Except for raw OS errors, the `io::Error` wraps this error:
+/// `get_ref()` and `downcast` give it back with its full message.
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match &e {
@@ -118,8 +155,9 @@ impl From<Error> for io::Error {
             Error::OutOfMemory { .. } | Error::NoCleanFrame => io::ErrorKind::OutOfMemory,
             Error::WouldDeadlock(_) => io::ErrorKind::Deadlock,
             Error::Shutdown => io::ErrorKind::BrokenPipe,
+            Error::ReadOnly { .. } => io::ErrorKind::PermissionDenied,
         };
-        io::Error::new(kind, e.to_string())
+        io::Error::new(kind, e)
     }
 }
 

@@ -28,6 +28,8 @@ struct Open {
     owner: Arc<Owner>,
     mapping: Arc<Mapping>,
     since: Mutex<ErrSeqSince>,
+    /// False for a read-only open: writes through it fail with `ReadOnly`.
+    writable: bool,
 }
 
 impl Drop for Open {
@@ -40,13 +42,33 @@ impl Drop for Open {
 
 impl File {
     pub(crate) fn new(owner: Arc<Owner>, mapping: Arc<Mapping>) -> Self {
+        Self::with_access(owner, mapping, true)
+    }
+
+    pub(crate) fn with_access(owner: Arc<Owner>, mapping: Arc<Mapping>, writable: bool) -> Self {
         let since = Mutex::new(mapping.errseq.sample());
         File {
             open: Arc::new(Open {
                 owner,
                 mapping,
                 since,
+                writable,
             }),
+        }
+    }
+
+    /// Whether this open refuses writes (opened without `write(true)`).
+    pub fn is_read_only(&self) -> bool {
+        !self.open.writable
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.open.writable {
+            Ok(())
+        } else {
+            Err(Error::ReadOnly {
+                path: self.m().path.clone(),
+            })
         }
     }
 
@@ -68,17 +90,32 @@ impl File {
     /// an error the other opens have already seen only if nobody had seen it.
     pub fn reopen(&self) -> File {
         self.m().handles.fetch_add(1, Ordering::AcqRel);
-        File::new(self.open.owner.clone(), self.m().clone())
+        File::with_access(
+            self.open.owner.clone(),
+            self.m().clone(),
+            self.open.writable,
+        )
     }
 
     /// Reads into `buf` from `offset`; like `FileExt::read_at`, returns fewer
     /// bytes only at end of file, and 0 at or past it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if reading a missing page from the backend fails;
+    /// [`Error::OutOfMemory`] / [`Error::NoCleanFrame`] if no frame can be had
+    /// for it; [`Error::WouldDeadlock`] if this thread holds a write guard on
+    /// a page it needs.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
         filemap::read_at(self.inner(), self.m(), buf, offset)
     }
 
     /// Reads exactly `buf.len()` bytes, or fails with `InvalidArgument` if the
     /// file ends first.
+    ///
+    /// # Errors
+    ///
+    /// As [`File::read_at`], and [`Error::InvalidArgument`] at end of file.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         let n = self.read_at(buf, offset)?;
         if n < buf.len() {
@@ -96,7 +133,16 @@ impl File {
     /// way (out of memory, or no clean frame under `no-throttle`), in which
     /// case the count says how much landed, like `write(2)`. The data is in
     /// the cache, not yet durable: see [`File::sync`].
+    ///
+    /// # Errors
+    ///
+    /// When nothing was written: [`Error::ReadOnly`] on a read-only open;
+    /// [`Error::InvalidArgument`] past the largest file size;
+    /// [`Error::OutOfMemory`] / [`Error::NoCleanFrame`] without a frame;
+    /// [`Error::Io`] if a partly overwritten page cannot be read in;
+    /// [`Error::WouldDeadlock`] if this thread holds a guard on a target page.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<usize> {
+        self.check_writable()?;
         filemap::write_at(self.inner(), self.m(), buf, offset)
     }
 
@@ -112,18 +158,38 @@ impl File {
 
     /// Truncates or extends the file. Cached pages past a new, shorter end are
     /// dropped (dirty or not); an extension reads as zeros.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] on a read-only open; [`Error::InvalidArgument`]
+    /// past the largest file size; [`Error::Io`] if the backend's `set_len`
+    /// fails; [`Error::WouldDeadlock`] if this thread holds a page guard on
+    /// the file.
     pub fn set_len(&self, len: u64) -> Result<()> {
+        self.check_writable()?;
         truncate::set_len(self.inner(), self.m(), len)
     }
 
     /// Writes every dirty page of this file, waits for writeback already in
     /// flight, and makes the backend durable. Returns a writeback error that
     /// happened since this open last synced — once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Writeback`] if a write or the backend sync failed since this
+    /// open last synced (reported once per open, like `fsync(2)`'s errseq);
+    /// [`Error::WouldDeadlock`] if this thread holds a write guard on the
+    /// file.
     pub fn sync(&self) -> Result<()> {
         self.sync_pages(0..u64::MAX)
     }
 
     /// Like [`File::sync`] for the pages overlapping `offset..offset + len`.
+    ///
+    /// # Errors
+    ///
+    /// As [`File::sync`], and [`Error::InvalidArgument`] if the range
+    /// overflows.
     pub fn sync_range(&self, offset: u64, len: u64) -> Result<()> {
         if len == 0 {
             return self.check_errors();
@@ -169,6 +235,11 @@ impl File {
 
     /// Pins page `index` for reading without copying. The page must start
     /// before the end of file; bytes past the end read as zero.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the page starts at or past the end of
+    /// file; otherwise as [`File::read_at`].
     pub fn page(&self, index: u64) -> Result<PageReadGuard<'_>> {
         let offset = self.check_index(index)?;
         if offset >= self.len() {
@@ -214,7 +285,14 @@ impl File {
 
     /// Pins page `index` for writing without copying, marks it dirty, and
     /// extends the file to cover the whole page if it ends before.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] on a read-only open; [`Error::InvalidArgument`]
+    /// past the largest file size; [`Error::WouldDeadlock`] if this thread
+    /// already holds a guard on the page; otherwise as [`File::read_at`].
     pub fn page_mut(&self, index: u64) -> Result<PageWriteGuard<'_>> {
+        self.check_writable()?;
         let offset = self.check_index(index)?;
         let inner = self.inner();
         let m = self.m();

@@ -26,14 +26,17 @@
 pub mod backend;
 mod cache;
 mod config;
+mod cursor;
 mod error;
 mod errseq;
 mod file;
 mod filemap;
 mod frame;
 mod guard;
+mod io;
 mod lru;
 mod mapping;
+mod open_options;
 mod readahead;
 mod reclaim;
 pub mod stack;
@@ -47,7 +50,14 @@ mod writeback;
 pub use backend::{Backend, Fault, FaultBackend, FaultStats, FileBackend, MemBackend};
 pub use cache::PageCache;
 pub use config::{Config, Policy, Watermarks, MIN_FRAMES};
+pub use cursor::Cursor;
 pub use error::{Error, Result};
 pub use file::File;
 pub use guard::{PageReadGuard, PageWriteGuard};
+pub use open_options::OpenOptions;
 pub use stats::{thread_hits_misses, thread_stats, Events, Stats, ThreadStats};
+
+// The README's Rust examples run as doc-tests, so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

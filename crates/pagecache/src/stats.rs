@@ -45,7 +45,12 @@ macro_rules! counters {
         }
 
         /// Event counts since the cache was built.
+        ///
+        /// New counters may be added in minor releases; read fields by name
+        /// or iterate [`Events::pairs`].
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+        #[non_exhaustive]
         pub struct Events {
             $($(#[$m])* pub $name: u64,)*
         }
@@ -145,7 +150,12 @@ counters! {
 }
 
 /// A snapshot of the cache: frame states now, and event counts so far.
+///
+/// New fields may be added in minor releases. With the `serde` feature it
+/// implements `serde::Serialize` (events nested under `events`).
 #[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Stats {
     /// Frames in the arena.
     pub frames: usize,

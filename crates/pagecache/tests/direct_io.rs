@@ -145,7 +145,7 @@ fn write_and_sync(page_size: usize, len: usize) {
     let dir = disk_dir();
     let path = dir.path().join("written");
     let cache = PageCache::new(Config::new(BUDGET).page_size(page_size)).unwrap();
-    let file = cache.open(&path).unwrap();
+    let file = cache.create(&path).unwrap();
     let mut pos = 0;
     // An odd step, so writes straddle pages.
     let step = 40_000;
@@ -199,7 +199,12 @@ fn a_file_system_without_direct_io_falls_back_and_is_counted() {
     assert!(!backend.is_direct());
     assert!(backend.direct_io_fallback());
     let cache = PageCache::new(Config::new(1 << 20)).unwrap();
-    let file = cache.open(&path).unwrap();
+    let file = cache
+        .open_options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     file.write_at(b"through the kernel", 4000).unwrap();
     file.sync().unwrap();
     let mut buf = [0u8; 18];

@@ -487,8 +487,8 @@ fn generic_441_on_a_full_tmpfs() {
 
     let cache = eager_cache(64);
     let path = mnt.join("data");
-    let a = cache.open(&path).unwrap();
-    let b = cache.open(&path).unwrap();
+    let a = cache.create(&path).unwrap();
+    let b = cache.open_existing(&path).unwrap();
     let b_dup = b.clone();
     let data = write_pages(&a, 15, 0..8); // 32 KiB into 16 KiB of space
     wait_for("a real ENOSPC in writeback", || {

@@ -7,7 +7,7 @@ use pagecache::{Config, PageCache};
 fn two_opens_of_one_file_share_pages_and_renames_keep_them() {
     let dir = tempfile::tempdir().unwrap();
     let cache = PageCache::new(Config::new(1 << 20)).unwrap();
-    let a = cache.open(dir.path().join("a")).unwrap();
+    let a = cache.create(dir.path().join("a")).unwrap();
     a.write_at(b"dirty in cache", 10).unwrap();
     let a2 = cache.open_existing(dir.path().join("a")).unwrap();
     let mut buf = [0u8; 14];
@@ -30,10 +30,10 @@ fn a_recreated_file_does_not_see_the_old_pages() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     let cache = PageCache::new(Config::new(1 << 20)).unwrap();
-    let old = cache.open(&path).unwrap();
+    let old = cache.create(&path).unwrap();
     old.write_at(b"old", 0).unwrap();
     std::fs::remove_file(&path).unwrap();
-    let new = cache.open(&path).unwrap();
+    let new = cache.create(&path).unwrap();
     assert_eq!(new.len(), 0);
     new.write_at(b"new", 0).unwrap();
     new.sync().unwrap();
@@ -48,7 +48,7 @@ fn dropping_the_cache_writes_everything() {
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     {
         let cache = PageCache::new(Config::new(1 << 20)).unwrap();
-        let f = cache.open(&path).unwrap();
+        let f = cache.create(&path).unwrap();
         f.write_at(&data, 123).unwrap();
         // Closed without sync: the cache must still write it when it stops.
     }
@@ -62,7 +62,11 @@ fn a_closed_file_reopened_sees_its_cached_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     let cache = PageCache::new(Config::new(1 << 20)).unwrap();
-    cache.open(&path).unwrap().write_at(b"kept", 4096).unwrap();
+    cache
+        .create(&path)
+        .unwrap()
+        .write_at(b"kept", 4096)
+        .unwrap();
     let f = cache.open_existing(&path).unwrap();
     let mut buf = [0u8; 4];
     assert_eq!(f.read_at(&mut buf, 4096).unwrap(), 4);

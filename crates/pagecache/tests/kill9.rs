@@ -79,7 +79,13 @@ fn child_process_entry() {
             .dirty_writeback_interval(Duration::from_millis(5)),
     )
     .unwrap();
-    let file = cache.open(Path::new(&dir).join("data")).unwrap();
+    let file = cache
+        .open_options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .open(Path::new(&dir).join("data"))
+        .unwrap();
     let mut out = std::io::stdout().lock();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut version = base;
