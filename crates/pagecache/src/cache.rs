@@ -20,7 +20,7 @@ use crate::mapping::{Inode, Mapping};
 use crate::stats::{Counters, Stats};
 use crate::throttle::dirty::Bandwidth;
 use crate::wait::WaitQueue;
-use crate::writeback::{io::IoPool, Writeback};
+use crate::writeback::{io::IoPool, wbt::Wbt, Writeback};
 use crate::{reclaim, writeback};
 
 #[derive(Default)]
@@ -52,6 +52,7 @@ pub(crate) struct Inner {
     pub(crate) kswapd: WaitQueue,
     pub(crate) writeback: Writeback,
     pub(crate) io: IoPool,
+    pub(crate) wbt: Wbt,
     pub(crate) bandwidth: Bandwidth,
     /// Set when shutdown begins: from then on writes and syncs fail with
     /// `Error::Shutdown` (they could not be written back).
@@ -250,6 +251,7 @@ impl PageCache {
             kswapd: WaitQueue::default(),
             writeback: Writeback::default(),
             io: IoPool::new(),
+            wbt: Wbt::new(cfg.io_depth),
             bandwidth: Bandwidth::default(),
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),

@@ -80,7 +80,9 @@ pub(crate) fn get_page<'a>(
             // so the page is taken out instead of left half-made for the
             // next reader to wait on forever.
             Fill::Read => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                read_page(m, page, index, inner.page_size())
+                inner
+                    .wbt
+                    .read(inner.epoch, || read_page(m, page, index, inner.page_size()))
             }))
             .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked"))),
         };

@@ -90,7 +90,9 @@ fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64) -> u64 {
             // distinct frames do not overlap.
             .map(|(id, _)| IoSliceMut::new(unsafe { arena.page_mut(*id) }))
             .collect();
-        read_full(m.backend.as_ref(), &mut bufs, offset)
+        inner.wbt.read(inner.epoch, || {
+            read_full(m.backend.as_ref(), &mut bufs, offset)
+        })
     }));
     let ok = if let Ok(Ok(got)) = read {
         // Bytes past what was read, or past the end of file, read as zero

@@ -93,6 +93,8 @@ fn execute(inner: &Inner, run: Run) {
         pool.busy_since_ns.store(now(), Ordering::Relaxed);
     }
     super::writepages::write_run(inner, &run);
+    inner.wbt.pending.fetch_sub(1, Ordering::AcqRel);
+    inner.wbt.tick(inner.epoch);
     if pool.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
         let since = pool.busy_since_ns.load(Ordering::Relaxed);
         add(

@@ -11,6 +11,7 @@
 pub(crate) mod commit;
 pub(crate) mod flusher;
 pub(crate) mod io;
+pub(crate) mod wbt;
 mod writepages;
 
 use std::collections::VecDeque;

@@ -122,12 +122,31 @@ fn write_indexes(
     (submitted, last)
 }
 
+/// Submits a run once the writeback depth allows (writeback/wbt.rs): at
+/// most `io_depth` of this pass's runs, and no more than the adaptive depth
+/// over all passes, are in flight.
 fn submit(inner: &Inner, run: Run, inflight: &mut usize, done: &Receiver<()>) {
-    while *inflight >= inner.cfg.io_depth {
-        let _ = done.recv();
-        *inflight -= 1;
+    let wbt = &inner.wbt;
+    loop {
+        if *inflight < inner.cfg.io_depth && wbt.pending.load(Ordering::Acquire) < wbt.depth() {
+            break;
+        }
+        if *inflight > 0 {
+            let _ = done.recv();
+            *inflight -= 1;
+            continue;
+        }
+        // Other passes' writes fill the depth: wait for one to complete.
+        let seen = inner.progress.seq();
+        if wbt.pending.load(Ordering::Acquire) >= wbt.depth() {
+            inner
+                .progress
+                .wait(seen, std::time::Duration::from_millis(5));
+            wbt.tick(inner.epoch);
+        }
     }
     *inflight += 1;
+    wbt.pending.fetch_add(1, Ordering::AcqRel);
     inner.io.submit(inner, run);
 }
 
