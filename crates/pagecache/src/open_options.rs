@@ -74,7 +74,9 @@ impl<'a> OpenOptions<'a> {
         }
     }
 
-    /// Read access.
+    /// Read access. It is there for `std`'s rules (one of `read` and `write`
+    /// is needed); a write-only handle still reads, as the cache reads a
+    /// page in to overwrite part of it.
     pub fn read(mut self, read: bool) -> Self {
         self.read = read;
         self

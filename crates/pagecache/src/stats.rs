@@ -219,7 +219,10 @@ impl std::fmt::Display for Stats {
 
 /// What the calling thread itself went through: lets a benchmark or a test
 /// report per role (a reader is never dirty-throttled, invariant 4).
+/// New fields may be added in minor releases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ThreadStats {
     /// Page lookups that hit.
     pub hits: u64,

@@ -175,7 +175,8 @@ fn a_file_first_opened_read_only_takes_writes_once_it_becomes_writable() {
     // While a copy of `sleep` runs, it cannot be opened for writing: the
     // read-only open gets a read-only descriptor. Once the process exits, a
     // writable open shares that mapping, and its writes must still land.
-    let dir = tempfile::tempdir().unwrap();
+    // Under the target directory: it runs test binaries, so it allows exec.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let exe = dir.path().join("sleeper");
     std::fs::copy("/bin/sleep", &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -167,10 +167,13 @@ fn a_vectored_write_cut_short_by_memory_reports_what_landed() {
             .background_reclaim(false),
     )
     .unwrap();
-    let f = c.open_backend(MemBackend::new()).unwrap();
+    // Writes held: a dirty page can never turn clean, so exactly one frame
+    // is free for the write below.
+    let disk = FaultBackend::new();
+    let f = c.open_backend(disk.clone()).unwrap();
     f.set_len(frames * PS as u64).unwrap();
+    disk.hold_writes();
     let guards: Vec<_> = (0..frames - 1).map(|i| f.page(i).unwrap()).collect();
-    // One frame left: the first page lands, the rest find nothing clean.
     let (a, b) = (vec![5u8; PS / 2], vec![6u8; 2 * PS]);
     let at = 100 * PS as u64;
     let n = f
@@ -186,6 +189,8 @@ fn a_vectored_write_cut_short_by_memory_reports_what_landed() {
     f.read_exact_at(&mut buf, at).unwrap();
     assert_eq!(&buf[..PS / 2], &a[..]);
     assert_eq!(&buf[PS / 2..], &b[..PS / 2]);
+    disk.release_writes();
+    f.sync().unwrap();
 }
 
 /// One step applied to a `std::fs::File` and to a cursor alike.
