@@ -283,9 +283,13 @@ fn a_write_cut_short_by_memory_reports_what_landed() {
             .background_reclaim(false),
     )
     .unwrap();
-    let file = cache.open_backend(pagecache::MemBackend::new()).unwrap();
+    let disk = pagecache::FaultBackend::new();
+    let file = cache.open_backend(disk.clone()).unwrap();
     file.set_len(frames * PS as u64).unwrap();
     let guards: Vec<_> = (0..frames - 1).map(|i| file.page(i).unwrap()).collect();
+    // A flusher could clean the first page and hand its frame to the
+    // second: with writes held, it stays dirty or under writeback.
+    disk.hold_writes();
     // One frame left: the first page lands, the second finds nothing clean.
     let data = vec![9u8; 3 * PS];
     let at = 100 * PS as u64;
@@ -295,6 +299,7 @@ fn a_write_cut_short_by_memory_reports_what_landed() {
         Err(Error::NoCleanFrame)
     ));
     drop(guards);
+    disk.release_writes();
     let mut buf = vec![0u8; PS];
     file.read_exact_at(&mut buf, at).unwrap();
     assert_eq!(buf, vec![9u8; PS]);
