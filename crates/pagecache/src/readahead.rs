@@ -1,10 +1,11 @@
 //! Readahead (the kernel's mm/readahead.c, much simplified): a miss that
 //! continues the previous one reads the following pages too, in the same
-//! backend read as the missing page, straight into their frames, with a window that doubles up to `MAX_BYTES` while misses stay
-//! sequential. A random miss reads one page. Readahead pages enter the
-//! inactive list unreferenced and their first access does not count as a
-//! reference (the READAHEAD flag), so a scan read this way still cannot push
-//! out the hot set.
+//! backend read as the missing page, straight into their frames, with a
+//! window that doubles up to `MAX_BYTES` while misses stay sequential. A
+//! random miss reads one page. Readahead pages enter the inactive list
+//! unreferenced and their first access does not count as a reference (the
+//! READAHEAD flag), so a scan read this way still cannot push out the hot
+//! set.
 
 use std::io::{self, IoSliceMut};
 use std::sync::atomic::Ordering;
