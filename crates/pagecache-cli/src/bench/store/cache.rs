@@ -1,10 +1,11 @@
 //! The library's cache over the run's files.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use pagecache::PageCache;
 
-use super::direct::DirectBackend;
+use super::direct::{Device, DeviceModel, DirectBackend, Shared};
 use super::{Gauge, OpError, Snapshot, Store};
 use crate::bench::block::BLOCK;
 use crate::CliError;
@@ -14,23 +15,29 @@ pub struct CacheStore {
     pub cache: PageCache,
     pub files: Vec<pagecache::File>,
     pub direct: bool,
+    page_size: u64,
+    shared: Shared,
 }
 
 impl CacheStore {
-    /// Builds a cache of `memory` bytes under `policy` and opens `paths`.
+    /// Builds a cache configured by `cfg` and opens `paths`, through the
+    /// device model if there is one.
     pub fn open(
-        memory: u64,
-        policy: pagecache::Policy,
+        cfg: pagecache::Config,
+        device: Option<DeviceModel>,
         paths: &[PathBuf],
     ) -> Result<Self, CliError> {
-        let memory = usize::try_from(memory)
-            .map_err(|_| CliError::Usage(format!("--memory {memory} does not fit this machine")))?;
-        let cache = PageCache::new(pagecache::Config::new(memory).policy(policy))?;
+        let page_size = cfg.page_size as u64;
+        let cache = PageCache::new(cfg)?;
+        let shared = Shared {
+            sizes: Arc::default(),
+            device: device.map(|d| Arc::new(Device::new(d))),
+        };
         let mut files = Vec::new();
         let mut direct = true;
-        for p in paths {
-            let b =
-                DirectBackend::open(p).map_err(|e| CliError::io("opening", Some(p.clone()), e))?;
+        for (i, p) in paths.iter().enumerate() {
+            let b = DirectBackend::open(p, i, shared.clone())
+                .map_err(|e| CliError::io("opening", Some(p.clone()), e))?;
             direct &= b.is_direct();
             files.push(cache.open_backend(b)?);
         }
@@ -38,6 +45,8 @@ impl CacheStore {
             cache,
             files,
             direct,
+            page_size,
+            shared,
         })
     }
 }
@@ -58,8 +67,30 @@ impl Store for CacheStore {
 
     #[inline]
     fn write(&self, file: usize, block: u64, buf: &[u8]) -> Result<(), OpError> {
-        self.files[file].write_at(buf, block * BLOCK as u64)?;
+        // A write that failed part way returns what landed; the call for the
+        // rest then reports the failure.
+        let mut done = 0;
+        while done < buf.len() {
+            done +=
+                self.files[file].write_at(&buf[done..], (block * BLOCK as u64) + done as u64)?;
+        }
         Ok(())
+    }
+
+    fn modify(
+        &self,
+        file: usize,
+        block: u64,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, OpError> {
+        let off = block * BLOCK as u64;
+        let at = (off % self.page_size) as usize;
+        let (_, m0) = pagecache::thread_hits_misses();
+        let mut page = self.files[file].page_mut(off / self.page_size)?;
+        f(&mut page[at..at + BLOCK]);
+        drop(page);
+        let (_, m1) = pagecache::thread_hits_misses();
+        Ok(m1 == m0)
     }
 
     fn sync(&self, file: usize) -> Result<(), CliError> {
@@ -88,6 +119,9 @@ impl Store for CacheStore {
             reclaim_throttle_events: Some(e.reclaim_throttle_events),
             dirty_throttle_events: Some(e.dirty_throttle_events),
             oom_errors: Some(e.oom_errors),
+            alloc_stall_ns: Some(e.alloc_stall_ns),
+            background_reclaim_writes: Some(e.background_reclaim_writes),
+            write_sizes: Some(self.shared.sizes.counts()),
             alloc_stack_peak_bytes: Some(e.alloc_stack_peak_bytes),
         }
     }

@@ -99,6 +99,26 @@ impl Store for KernelStore {
             .map_err(|e| io_op(e, "writing", block, &self.oom))
     }
 
+    /// A read-modify-write through pread/pwrite: the kernel cannot take a
+    /// store into a page here without a mapping, so the write is throttled
+    /// by `balance_dirty_pages` like any write().
+    fn modify(
+        &self,
+        file: usize,
+        block: u64,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, OpError> {
+        let mut buf = [0u8; BLOCK];
+        let off = block * BLOCK as u64;
+        let n = self.files[file]
+            .read_at(&mut buf, off)
+            .map_err(|e| io_op(e, "reading", block, &self.oom))?;
+        buf[n..].fill(0);
+        f(&mut buf);
+        self.write(file, block, &buf)?;
+        Ok(true)
+    }
+
     fn sync(&self, file: usize) -> Result<(), CliError> {
         rustix::fs::fdatasync(self.files[file].as_fd())
             .map_err(|e| CliError::io("syncing", None, e.into()))
@@ -158,6 +178,9 @@ impl Store for KernelStore {
             reclaim_throttle_events: None,
             dirty_throttle_events: None,
             oom_errors: Some(self.oom.load(Relaxed)),
+            alloc_stall_ns: None,
+            background_reclaim_writes: None,
+            write_sizes: None,
             alloc_stack_peak_bytes: None,
         }
     }

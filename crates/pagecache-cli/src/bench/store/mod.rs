@@ -12,6 +12,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub use cache::CacheStore;
+pub use direct::DeviceModel;
+use direct::SIZE_CLASSES;
 pub use kernel::{GaugeSource, KernelStore};
 
 use crate::CliError;
@@ -49,6 +51,11 @@ pub struct Snapshot {
     pub dirty_throttle_events: Option<u64>,
     pub oom_errors: Option<u64>,
     pub alloc_stack_peak_bytes: Option<u64>,
+    pub alloc_stall_ns: Option<u64>,
+    pub background_reclaim_writes: Option<u64>,
+    /// Writes the backends were given, by power-of-two size class from 4 KiB
+    /// (`None`: not visible, the kernel).
+    pub write_sizes: Option<[u64; SIZE_CLASSES]>,
 }
 
 impl Snapshot {
@@ -70,6 +77,15 @@ impl Snapshot {
             dirty_throttle_events: d(self.dirty_throttle_events, e.dirty_throttle_events),
             oom_errors: d(self.oom_errors, e.oom_errors),
             alloc_stack_peak_bytes: self.alloc_stack_peak_bytes,
+            alloc_stall_ns: d(self.alloc_stall_ns, e.alloc_stall_ns),
+            background_reclaim_writes: d(
+                self.background_reclaim_writes,
+                e.background_reclaim_writes,
+            ),
+            write_sizes: self.write_sizes.map(|a| {
+                let b = e.write_sizes.unwrap_or_default();
+                std::array::from_fn(|i| a[i].saturating_sub(b[i]))
+            }),
         }
     }
 }
@@ -86,8 +102,16 @@ pub trait Store: Sync {
     /// Reads block `block` of file `file` into `buf`; returns whether it was
     /// a cache hit.
     fn read(&self, file: usize, block: u64, buf: &mut [u8]) -> Result<bool, OpError>;
-    /// Writes `buf` as block `block` of file `file`.
+    /// Writes `buf` (whole blocks) from block `block` of file `file` on.
     fn write(&self, file: usize, block: u64, buf: &[u8]) -> Result<(), OpError>;
+    /// Changes block `block` of file `file` in place through `f` (given its
+    /// current contents); returns whether it was a cache hit.
+    fn modify(
+        &self,
+        file: usize,
+        block: u64,
+        f: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<bool, OpError>;
     /// Makes a file durable.
     fn sync(&self, file: usize) -> Result<(), CliError>;
     /// Dirty and writeback pages now.

@@ -1,22 +1,28 @@
 //! The workloads of DESIGN §7, written once against [`Store`] so the library
 //! and the kernel run exactly the same code.
 
+mod buffer_pool;
+mod fsmark;
 mod hit;
+mod mapped_stream;
 mod mixed;
 mod randwrite;
 mod readers_writer;
 mod scan;
+mod small_memcg;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::args::Workload;
 use super::block::{self, BLOCK};
+use super::knobs::Knobs;
 use super::record::{Progress, RoleRec};
 use super::report::{RunResult, Throttle, TimePoint, Writeback};
 use super::store::{open_direct, CacheStore, OpError, Snapshot, Store};
@@ -30,6 +36,9 @@ pub struct Params {
     pub threads: usize,
     pub duration: Duration,
     pub seed: u64,
+    pub knobs: Knobs,
+    /// Fraction of the default fixed work.
+    pub work_scale: f64,
 }
 
 impl Params {
@@ -68,6 +77,21 @@ pub fn files(p: &Params) -> Vec<FileSpec> {
             spec("stream", 4, 4 * f, false),
         ],
         Workload::Mixed => vec![spec("mixed", 5, 4 * f, true)],
+        Workload::MappedStream => vec![
+            spec("hot", 8, mapped_stream::hot_blocks(f), true),
+            spec("mapped", 9, 4 * f, false),
+        ],
+        Workload::Fsmark => {
+            let (files, blocks) = fsmark::layout(f, fsmark::threads(p));
+            std::iter::once(spec("resident", 10, fsmark::resident_blocks(f), true))
+                .chain(
+                    (0..files)
+                        .map(|i| spec(&format!("fsmark-{i:04}"), 0x100 + i as u32, blocks, false)),
+                )
+                .collect()
+        }
+        Workload::BufferPool => vec![spec("pool", 11, 4 * f, true)],
+        Workload::SmallMemcg => vec![spec("dd", 12, small_memcg::blocks(p), false)],
         Workload::Scan => vec![
             spec("hot", 6, scan::hot_blocks(f), true),
             spec("scan", 7, scan::scan_blocks(f), true),
@@ -177,6 +201,9 @@ pub struct ThreadOut<T> {
     pub oom: u64,
     pub check: Checker,
     pub state: T,
+    /// A fixed-work thread that stopped at the time cap before its work was
+    /// done says so here.
+    pub complete: bool,
 }
 
 impl<T: Default> ThreadOut<T> {
@@ -186,6 +213,7 @@ impl<T: Default> ThreadOut<T> {
             oom: 0,
             check: Checker::default(),
             state: T::default(),
+            complete: true,
         }
     }
 }
@@ -194,12 +222,16 @@ impl<T: Default> ThreadOut<T> {
 pub struct Ctx<'a> {
     pub deadline: Instant,
     pub progress: &'a Progress,
+    /// Set when every fixed-work thread has finished: the others stop too.
+    pub finished: &'a AtomicBool,
 }
 
 impl Ctx<'_> {
+    /// Time is up (the duration, or a fixed-work run's cap), or the fixed
+    /// work is done.
     #[inline]
     pub fn done(&self) -> bool {
-        Instant::now() >= self.deadline
+        self.finished.load(Ordering::Relaxed) || Instant::now() >= self.deadline
     }
 
     /// Calls `op` with a block-sized buffer until the deadline, reporting
@@ -237,7 +269,11 @@ impl Ctx<'_> {
 /// counters before and after, and the sampled timeline.
 pub struct Phase<T> {
     pub outs: Vec<ThreadOut<T>>,
+    /// Timed: the whole phase. Fixed work: until the last fixed-work thread
+    /// finished.
     pub secs: f64,
+    /// Fixed work: every fixed-work thread finished its work within the cap.
+    pub completed: bool,
     pub delta: Snapshot,
     pub timeline: Vec<TimePoint>,
 }
@@ -254,12 +290,55 @@ where
     T: Send,
     W: Fn(usize, &Ctx) -> Result<ThreadOut<T>, CliError> + Sync,
 {
+    phase_with(store, threads, 0, duration, work)
+}
+
+/// The longest a fixed-work run may take before it is stopped and reported
+/// as not completed.
+pub fn work_cap(p: &Params) -> Duration {
+    Duration::from_secs(300).max(p.duration * 20)
+}
+
+/// Runs `work` on `threads` threads, of which threads `0..workers` each have
+/// a fixed amount of work: the phase lasts until they have all returned (at
+/// most `cap`), and the other threads (readers) run until then.
+pub fn fixed_phase<S, T, W>(
+    store: &S,
+    threads: usize,
+    workers: usize,
+    cap: Duration,
+    work: W,
+) -> Result<Phase<T>, CliError>
+where
+    S: Store,
+    T: Send,
+    W: Fn(usize, &Ctx) -> Result<ThreadOut<T>, CliError> + Sync,
+{
+    phase_with(store, threads, workers.max(1), cap, work)
+}
+
+fn phase_with<S, T, W>(
+    store: &S,
+    threads: usize,
+    workers: usize,
+    limit: Duration,
+    work: W,
+) -> Result<Phase<T>, CliError>
+where
+    S: Store,
+    T: Send,
+    W: Fn(usize, &Ctx) -> Result<ThreadOut<T>, CliError> + Sync,
+{
     let progress = Progress::new(threads);
     let before = store.snapshot();
+    let finished = AtomicBool::new(false);
+    let working = AtomicUsize::new(workers);
+    let done_at = std::sync::Mutex::new(None::<Instant>);
     let t0 = Instant::now();
     let ctx = Ctx {
-        deadline: t0 + duration,
+        deadline: t0 + limit,
         progress: &progress,
+        finished: &finished,
     };
     let (results, timeline) = std::thread::scope(|s| {
         let sampler = s.spawn(|| progress.sample(store, t0));
@@ -267,7 +346,15 @@ where
             .map(|t| {
                 let ctx = &ctx;
                 let work = &work;
-                s.spawn(move || work(t, ctx))
+                let (working, finished, done_at) = (&working, &finished, &done_at);
+                s.spawn(move || {
+                    let r = work(t, ctx);
+                    if t < workers && working.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        *done_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                        finished.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
             })
             .collect();
         let results: Vec<_> = handles
@@ -283,10 +370,15 @@ where
         let timeline = sampler.join().unwrap_or_default();
         (results, timeline)
     });
-    let secs = t0.elapsed().as_secs_f64();
+    let end = done_at
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(Instant::now);
+    let secs = end.duration_since(t0).as_secs_f64();
     let delta = store.snapshot().since(&before);
     let outs = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     Ok(Phase {
+        completed: outs.iter().all(|o| o.complete),
         outs,
         secs,
         delta,
@@ -349,6 +441,54 @@ pub fn timed_write<S: Store>(
             Ok(false)
         }
         Err(OpError::Fatal(e)) => Err(e),
+    }
+}
+
+/// Changes one block in place through `f`, counting OOMs (`Ok(false)`),
+/// timing it into `rec`.
+#[inline]
+pub fn timed_modify<S: Store>(
+    store: &S,
+    rec: &mut RoleRec,
+    oom: &mut u64,
+    file: usize,
+    b: u64,
+    f: &mut dyn FnMut(&mut [u8]),
+) -> Result<bool, CliError> {
+    let t = Instant::now();
+    let r = store.modify(file, b, f);
+    rec.latency(t.elapsed().as_nanos() as u64);
+    match r {
+        Ok(hit) => {
+            rec.ops += 1;
+            rec.hit(hit);
+            Ok(true)
+        }
+        Err(OpError::Oom) => {
+            *oom += 1;
+            Ok(false)
+        }
+        Err(OpError::Fatal(e)) => Err(e),
+    }
+}
+
+/// Repeats `op` until it succeeds (an operation refused for want of a frame
+/// is retried, as an application would, after yielding), or time is up:
+/// then marks `out` incomplete and returns `false`.
+pub fn until_done<T>(
+    ctx: &Ctx,
+    out: &mut ThreadOut<T>,
+    mut op: impl FnMut(&mut ThreadOut<T>) -> Result<bool, CliError>,
+) -> Result<bool, CliError> {
+    loop {
+        if ctx.done() {
+            out.complete = false;
+            return Ok(false);
+        }
+        if op(out)? {
+            return Ok(true);
+        }
+        std::thread::yield_now();
     }
 }
 
@@ -459,6 +599,17 @@ pub fn assemble<T>(
         threads: phase.outs.len(),
         memory_bytes: p.memory,
         duration_secs: secs,
+        work: if p.workload.fixed_work() {
+            "fixed"
+        } else {
+            "timed"
+        }
+        .into(),
+        elapsed_secs: secs,
+        completed: phase.completed,
+        alloc_stall_ns: d.alloc_stall_ns,
+        background_reclaim_writes: d.background_reclaim_writes,
+        knobs: Some(p.knobs.clone()),
         ops: all.ops,
         ops_per_sec: all.ops as f64 / secs.max(1e-9),
         latency_ns: all.latency_ns(),
@@ -476,6 +627,12 @@ pub fn assemble<T>(
                 0.0
             },
             source: String::new(),
+            size_histogram: d.write_sizes.map(|c| {
+                c.iter()
+                    .enumerate()
+                    .map(|(i, &n)| [4096u64 << i, n])
+                    .collect()
+            }),
         },
         throttle: d.throttle_events.map(|events| Throttle {
             events,
@@ -508,6 +665,10 @@ pub fn run<S: Store>(
         Workload::ReadersVsWriter => readers_writer::run(store, specs, p, policy)?,
         Workload::Mixed => mixed::run(store, specs, p, policy)?,
         Workload::Scan => scan::run(store, specs, p, policy)?,
+        Workload::MappedStream => mapped_stream::run(store, specs, p, policy)?,
+        Workload::Fsmark => fsmark::run(store, specs, p, policy)?,
+        Workload::BufferPool => buffer_pool::run(store, specs, p, policy)?,
+        Workload::SmallMemcg => small_memcg::run(store, specs, p, policy)?,
     };
     r.writeback.source = if cache.is_some() {
         "cache counters".into()
