@@ -338,6 +338,49 @@ fn small_memcg_fails_without_the_reclaim_throttle() {
 }
 
 #[test]
+fn a_modelled_device_runs_the_library_policies_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("out.json");
+    let out = bench(&[
+        "--workload",
+        "hit",
+        "--memory",
+        "1M",
+        "--duration",
+        "0.2",
+        "--device-latency",
+        "20us",
+        "--device-seek",
+        "200us",
+        "--json",
+        json.to_str().unwrap(),
+        "--report",
+        tmp.path().join("r").to_str().unwrap(),
+        "--dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(
+        u(&v, "/device_model/latency/nanos"),
+        20_000,
+        "{}",
+        v["device_model"]
+    );
+    assert_eq!(u(&v, "/device_model/seek/nanos"), 200_000);
+    let runs = v["runs"].as_array().unwrap();
+    let policies: Vec<&str> = runs.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["offload", "legacy", "no-throttle"]);
+    for r in runs {
+        assert_eq!(r["verified"], Value::Bool(true), "{r}");
+    }
+}
+
+#[test]
 fn selected_workload_and_policy_only() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("out.json");

@@ -317,6 +317,22 @@ where
     phase_with(store, threads, workers.max(1), cap, work)
 }
 
+/// Counts a fixed-work thread out when it ends; the last one ends the phase.
+struct WorkerDone<'a> {
+    working: &'a AtomicUsize,
+    finished: &'a AtomicBool,
+    done_at: &'a std::sync::Mutex<Option<Instant>>,
+}
+
+impl Drop for WorkerDone<'_> {
+    fn drop(&mut self) {
+        if self.working.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.done_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            self.finished.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 fn phase_with<S, T, W>(
     store: &S,
     threads: usize,
@@ -348,12 +364,15 @@ where
                 let work = &work;
                 let (working, finished, done_at) = (&working, &finished, &done_at);
                 s.spawn(move || {
-                    let r = work(t, ctx);
-                    if t < workers && working.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        *done_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-                        finished.store(true, Ordering::Relaxed);
-                    }
-                    r
+                    // Counted out even if the work panics, so the readers stop.
+                    // (`then`, not `then_some`: a guard built for a reader
+                    // and dropped at once would count a worker out.)
+                    let _out = (t < workers).then(|| WorkerDone {
+                        working,
+                        finished,
+                        done_at,
+                    });
+                    work(t, ctx)
                 })
             })
             .collect();
@@ -386,6 +405,30 @@ where
     })
 }
 
+/// Runs one operation timed into `rec`, counting it done (`Ok(Some)`) or
+/// refused for want of a frame (`Ok(None)`, counted in `oom`).
+#[inline]
+fn timed<T>(
+    rec: &mut RoleRec,
+    oom: &mut u64,
+    op: impl FnOnce() -> Result<T, OpError>,
+) -> Result<Option<T>, CliError> {
+    let t = Instant::now();
+    let r = op();
+    rec.latency(t.elapsed().as_nanos() as u64);
+    match r {
+        Ok(v) => {
+            rec.ops += 1;
+            Ok(Some(v))
+        }
+        Err(OpError::Oom) => {
+            *oom += 1;
+            Ok(None)
+        }
+        Err(OpError::Fatal(e)) => Err(e),
+    }
+}
+
 /// Reads one block, counting OOMs (`Ok(None)`), timing it into `rec`.
 #[inline]
 pub fn timed_read<S: Store>(
@@ -396,21 +439,11 @@ pub fn timed_read<S: Store>(
     b: u64,
     buf: &mut [u8],
 ) -> Result<Option<bool>, CliError> {
-    let t = Instant::now();
-    let r = store.read(file, b, buf);
-    rec.latency(t.elapsed().as_nanos() as u64);
-    match r {
-        Ok(hit) => {
-            rec.ops += 1;
-            rec.hit(hit);
-            Ok(Some(hit))
-        }
-        Err(OpError::Oom) => {
-            *oom += 1;
-            Ok(None)
-        }
-        Err(OpError::Fatal(e)) => Err(e),
+    let hit = timed(rec, oom, || store.read(file, b, buf))?;
+    if let Some(h) = hit {
+        rec.hit(h);
     }
+    Ok(hit)
 }
 
 /// Writes one block, counting OOMs (`Ok(false)`), timing it into `rec`.
@@ -424,24 +457,12 @@ pub fn timed_write<S: Store>(
     buf: &[u8],
 ) -> Result<bool, CliError> {
     let (_, m0) = pagecache::thread_hits_misses();
-    let t = Instant::now();
-    let r = store.write(file, b, buf);
-    rec.latency(t.elapsed().as_nanos() as u64);
-    match r {
-        Ok(()) => {
-            rec.ops += 1;
-            if store.write_lookups() {
-                let (_, m1) = pagecache::thread_hits_misses();
-                rec.hit(m1 == m0);
-            }
-            Ok(true)
-        }
-        Err(OpError::Oom) => {
-            *oom += 1;
-            Ok(false)
-        }
-        Err(OpError::Fatal(e)) => Err(e),
+    let done = timed(rec, oom, || store.write(file, b, buf))?.is_some();
+    if done && store.write_lookups() {
+        let (_, m1) = pagecache::thread_hits_misses();
+        rec.hit(m1 == m0);
     }
+    Ok(done)
 }
 
 /// Changes one block in place through `f`, counting OOMs (`Ok(false)`),
@@ -455,21 +476,11 @@ pub fn timed_modify<S: Store>(
     b: u64,
     f: &mut dyn FnMut(&mut [u8]),
 ) -> Result<bool, CliError> {
-    let t = Instant::now();
-    let r = store.modify(file, b, f);
-    rec.latency(t.elapsed().as_nanos() as u64);
-    match r {
-        Ok(hit) => {
-            rec.ops += 1;
-            rec.hit(hit);
-            Ok(true)
-        }
-        Err(OpError::Oom) => {
-            *oom += 1;
-            Ok(false)
-        }
-        Err(OpError::Fatal(e)) => Err(e),
+    let hit = timed(rec, oom, || store.modify(file, b, f))?;
+    if let Some(h) = hit {
+        rec.hit(h);
     }
+    Ok(hit.is_some())
 }
 
 /// Repeats `op` until it succeeds (an operation refused for want of a frame
