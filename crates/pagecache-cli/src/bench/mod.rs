@@ -25,9 +25,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use args::Args;
+use args::Workload;
 use args::{Plan, PolicyKind};
 pub use kernel::{child as kernel_child, ChildArgs as KernelChildArgs};
-use knobs::{Knobs, Overrides};
+use knobs::Knobs;
 use report::{Report, RunResult};
 use store::{CacheStore, DeviceModel};
 use workloads::Params;
@@ -69,15 +70,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     for (wi, &w) in plan.workloads.iter().enumerate() {
         for &pol in &plan.policies {
             pb.set_message(format!("{} / {}", w.name(), pol.name()));
-            let params = Params {
-                workload: w,
-                memory: w.memory(plan.memory),
-                threads: plan.threads,
-                duration: plan.duration,
-                seed: 0x5EED_0000 + wi as u64,
-                knobs: Knobs::resolve(w, &plan.overrides)?,
-                work_scale: plan.work_scale,
-            };
+            let params = params(&plan, wi, w)?;
             let run_dir = tmp.path().join(format!("{}-{}", w.name(), pol.name()));
             std::fs::create_dir_all(&run_dir)
                 .map_err(|e| CliError::io("creating", Some(run_dir.clone()), e))?;
@@ -133,32 +126,32 @@ fn method() -> Vec<String> {
         "`hit` alternates read_at, pin and memcpy phases in one-second rounds and times every 16th operation; other workloads time every operation. Kernel hits are told from misses with preadv2(RWF_NOWAIT).".into(),
         "Kernel writeback figures are the block device's counters (machine-wide); throttle, direct reclaim writes and stack depth cannot be measured for the kernel and are shown as -.".into(),
         "Writes: threads own disjoint blocks and track each block's version; every read is checked against the version expected, and after the run the files are synced and a sample of blocks read back whole.".into(),
-        "Fixed-work workloads (the 2010 debate) do a set amount of work and report the time it took; their readers run until it is done. Allocation stall is the library's `alloc_stall_ns`: time allocating threads spent past the allocator's fast path. Writes by size are what the library's backends received (the kernel's per-I/O sizes are not visible; its row gives the block device's count and average).".into(),
+        "Fixed-work workloads (the 2010 debate) do a set amount of work (`small-memcg` scaled by --work-scale) and report the time it took; their readers run until it is done. Allocation stall is the library's `alloc_stall_ns`: time allocating threads spent past the allocator's fast path. Writes by size are what the library's backends received (the kernel's per-I/O sizes are not visible; its row gives the block device's count and average).".into(),
         "`legacy` is 2010's reclaim (an allocating thread writes the dirty page it meets, one page, synchronously) paired with today's I/O-less dirty throttle: it is not a 2010 kernel.".into(),
     ]
 }
 
+/// What workload `w`, number `wi` in the plan, runs with.
+fn params(plan: &Plan, wi: usize, w: Workload) -> Result<Params, CliError> {
+    Ok(Params {
+        workload: w,
+        memory: w.memory(plan.memory),
+        threads: plan.threads,
+        duration: plan.duration,
+        seed: 0x5EED_0000 + wi as u64,
+        knobs: Knobs::resolve(w, &plan.overrides)?,
+        work_scale: plan.work_scale,
+    })
+}
+
 /// One run's files at a time are on disk: the largest decides.
 fn check_space(dir: &Path, plan: &Plan) -> Result<(), CliError> {
-    let need = plan
-        .workloads
-        .iter()
-        .map(|&w| {
-            let p = Params {
-                workload: w,
-                memory: w.memory(plan.memory),
-                threads: plan.threads,
-                duration: plan.duration,
-                seed: 0,
-                knobs: Knobs::resolve(w, &Overrides::default())
-                    .unwrap_or_else(|_| Knobs::kernel(false)),
-                work_scale: plan.work_scale,
-            };
-            workloads::files(&p).iter().map(|f| f.blocks).sum::<u64>() * block::BLOCK as u64
-        })
-        .max()
-        .unwrap_or(0)
-        + (64 << 20);
+    let mut need = 0;
+    for (wi, &w) in plan.workloads.iter().enumerate() {
+        let files = workloads::files(&params(plan, wi, w)?);
+        need = need.max(files.iter().map(|f| f.blocks).sum::<u64>() * block::BLOCK as u64);
+    }
+    let need = need + (64 << 20);
     if let Ok(st) = rustix::fs::statvfs(dir) {
         let avail = st.f_bavail.saturating_mul(st.f_frsize);
         if avail < need {

@@ -155,7 +155,7 @@ pub struct Report {
     pub threads: usize,
     pub duration_secs: f64,
     pub kernel_memory_limited: Option<bool>,
-    /// Fraction of the default fixed work done (`buffer-pool`, `small-memcg`).
+    /// Fraction of the default fixed work `small-memcg` did.
     pub work_scale: f64,
     /// The modelled device under the library's files, if any.
     pub device_model: Option<DeviceModel>,

@@ -21,10 +21,11 @@ use crate::CliError;
 const READERS: usize = 0;
 const WRITERS: usize = 1;
 
-/// Updates all writers make together: four times the budget's pages at
-/// work scale 1, never fewer than the budget's pages.
+/// Updates all writers make together: four times the budget's pages. Fewer
+/// would not dirty enough distinct pages, under a zipfian choice, to fill the
+/// budget: the pool would never need to evict.
 pub fn updates(p: &Params) -> u64 {
-    ((4 * p.frames()) as f64 * p.work_scale).max(p.frames() as f64) as u64
+    4 * p.frames()
 }
 
 /// Buffered reads and writes of the kernel are not atomic against each
