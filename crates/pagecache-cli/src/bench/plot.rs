@@ -285,29 +285,30 @@ fn bars(
     let mut chart = ChartBuilder::on(area)
         .margin(12)
         .x_label_area_size(36)
-        .y_label_area_size(90)
+        .y_label_area_size(10)
         .build_cartesian_2d(0.0..max * 1.15, 0.0..n as f64)
         .map_err(|e| plot_err(path, e))?;
-    let names: Vec<String> = vals.iter().map(|v| v.0.to_string()).collect();
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .disable_y_axis()
         .x_desc(what)
-        .y_labels(n)
-        .y_label_formatter(&|y: &f64| {
-            let i = y.floor() as usize;
-            if (y - i as f64 - 0.5).abs() < 0.26 {
-                names.get(i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
         .draw()
         .map_err(|e| plot_err(path, e))?;
     chart
         .draw_series(vals.iter().enumerate().map(|(i, (p, v))| {
             let c = color(p);
             Rectangle::new([(0.0, i as f64 + 0.15), (*v, i as f64 + 0.85)], c.filled())
+        }))
+        .map_err(|e| plot_err(path, e))?;
+    // Each bar named at its base, with its value.
+    chart
+        .draw_series(vals.iter().enumerate().map(|(i, (p, v))| {
+            Text::new(
+                format!("{p}: {v:.2}"),
+                (max * 0.01, i as f64 + 0.62),
+                ("sans-serif", 14).into_font().color(&BLACK),
+            )
         }))
         .map_err(|e| plot_err(path, e))?;
     Ok(())
