@@ -243,7 +243,8 @@ fn check_fixed_work_fields(r: &Value, w: &str, p: &str, what: &str) {
     );
 }
 
-fn runs_of(args: &[&str]) -> Vec<Value> {
+/// Runs the bench with `args` in a temporary directory; returns its JSON.
+fn report_of(args: &[&str]) -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("out.json");
     let mut all = args.to_vec();
@@ -262,8 +263,11 @@ fn runs_of(args: &[&str]) -> Vec<Value> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    v["runs"].as_array().unwrap().clone()
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
+fn runs_of(args: &[&str]) -> Vec<Value> {
+    report_of(args)["runs"].as_array().unwrap().clone()
 }
 
 fn run_of<'a>(runs: &'a [Value], w: &str, p: &str) -> &'a Value {
@@ -339,9 +343,7 @@ fn small_memcg_fails_without_the_reclaim_throttle() {
 
 #[test]
 fn a_modelled_device_runs_the_library_policies_only() {
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("out.json");
-    let out = bench(&[
+    let v = report_of(&[
         "--workload",
         "hit",
         "--memory",
@@ -352,19 +354,7 @@ fn a_modelled_device_runs_the_library_policies_only() {
         "20us",
         "--device-seek",
         "200us",
-        "--json",
-        json.to_str().unwrap(),
-        "--report",
-        tmp.path().join("r").to_str().unwrap(),
-        "--dir",
-        tmp.path().to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(
         u(&v, "/device_model/latency/nanos"),
         20_000,
