@@ -33,6 +33,21 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> CliError {
     CliError::Check(format!("drawing {}: {e}", path.display()))
 }
 
+/// The boxed legend of a chart's labelled series.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    position: SeriesLabelPosition,
+    path: &Path,
+) -> Result<(), CliError> {
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .position(position)
+        .draw()
+        .map_err(|e| plot_err(path, e))
+}
+
 /// "Nines" of a quantile: 1 = p90, 2 = p99, 3 = p99.9; capped at 5.
 fn nines(q: f64) -> f64 {
     if q >= 1.0 {
@@ -108,13 +123,7 @@ fn cdf_chart(
             .label(policy)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft, path)?;
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(true)
 }
@@ -168,11 +177,7 @@ fn timeline_chart(path: &Path, title: &str, runs: &[&RunResult]) -> Result<bool,
         .label(r.policy.as_str())
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
-    c1.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut c1, SeriesLabelPosition::MiddleRight, path)?;
     let mut c2 = ChartBuilder::on(&bottom)
         .margin(12)
         .x_label_area_size(36)
@@ -202,11 +207,7 @@ fn timeline_chart(path: &Path, title: &str, runs: &[&RunResult]) -> Result<bool,
         ))
         .map_err(|e| plot_err(path, e))?;
     }
-    c2.configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut c2, SeriesLabelPosition::MiddleRight, path)?;
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(true)
 }
@@ -381,13 +382,7 @@ fn write_size_chart(path: &Path, title: &str, runs: &[&RunResult]) -> Result<boo
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 3, c.filled())))
             .map_err(|e| plot_err(path, e))?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight, path)?;
     root.present().map_err(|e| plot_err(path, e))?;
     Ok(true)
 }
