@@ -135,6 +135,9 @@ counters! {
     reclaim_throttle_events,
     /// Nanoseconds allocators spent waiting for writeback progress.
     reclaim_throttle_ns,
+    /// Nanoseconds allocating threads spent past the allocator's fast path:
+    /// their own reclaim scans, `legacy` pageout writes and throttle waits.
+    alloc_stall_ns,
     /// Pauses imposed on dirtying threads.
     dirty_throttle_events,
     /// Nanoseconds dirtying threads were paused.
