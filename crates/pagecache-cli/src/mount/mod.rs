@@ -12,6 +12,9 @@
 
 mod fs;
 mod inode;
+mod limits;
+mod pool;
+mod source;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +26,9 @@ use pagecache::{Config, PageCache, Policy};
 
 use crate::size::size_arg;
 use crate::CliError;
+
+/// Threads serving requests that may wait on the cache.
+const WORKERS: usize = 8;
 
 pub use inode::STAT_NAME;
 
@@ -223,8 +229,16 @@ pub fn run(args: Args) -> Result<(), CliError> {
     }
     check_fuse_device()?;
 
-    let filesystem = fs::PassFs::new(source.clone(), cache.clone())
-        .map_err(|e| CliError::io("reading", Some(source.clone()), e))?;
+    let max_fds = limits::raise_nofile();
+    let failures = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let filesystem = fs::PassFs::new(
+        source.clone(),
+        cache.clone(),
+        max_fds,
+        WORKERS,
+        failures.clone(),
+    )
+    .map_err(|e| CliError::io("reading", Some(source.clone()), e))?;
     let mut options = vec![
         fuser::MountOption::FSName(source.to_string_lossy().into_owned()),
         fuser::MountOption::CUSTOM("subtype=pagecache".into()),
@@ -281,11 +295,32 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let served = server
         .join()
         .map_err(|_| CliError::Check("the FUSE thread panicked".into()))?;
+    // The session's teardown wrote back every file and noted which failed;
+    // these write what is still dirty and make it durable.
     let synced = cache.sync_all();
     let stopped = cache.shutdown();
     served.map_err(|e| CliError::io("serving FUSE requests", None, e))?;
-    synced?;
-    stopped?;
+    let mut failed: Vec<String> = std::mem::take(&mut *failures.lock());
+    for result in [synced, stopped] {
+        if let Err(e) = result {
+            failed.push(e.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "pagecache: unmounted {}, but data could not be made durable:",
+            mountpoint.display()
+        );
+        for f in &failed {
+            eprintln!("pagecache:   {f}");
+        }
+        return Err(CliError::Check(format!(
+            "{} write-back failure(s) at unmount: what those files last had \
+             written through the mount may not be in {}",
+            failed.len(),
+            source.display()
+        )));
+    }
     eprintln!(
         "pagecache: unmounted {}, all data written",
         mountpoint.display()

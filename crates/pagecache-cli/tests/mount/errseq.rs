@@ -149,3 +149,24 @@ fn dirty_data_of_a_closed_file_survives_failed_writeback() {
         "SOURCE_DIR/big differs from what was written"
     );
 }
+
+/// The final write-back at unmount cannot write a file for lack of room:
+/// the mount says which file and exits non-zero instead of claiming that
+/// all data was written.
+#[test]
+fn a_failed_final_write_back_is_reported_at_exit() {
+    let Some(mut m) = mount_on_small_tmpfs("a_failed_final_write_back_is_reported_at_exit") else {
+        return;
+    };
+    let _tmpfs = Tmpfs(m.source.clone());
+    std::fs::write(m.mnt.join("fits"), [3u8; 10_000]).unwrap();
+    // Below the dirty limits and never expiring: still dirty at unmount.
+    std::fs::write(m.mnt.join("too-big"), vec![4u8; 2 << 20]).unwrap();
+    let status = m.stop(Stop::Term);
+    let log = m.log();
+    assert!(!status.success(), "exited with {status}:\n{log}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("could not be made durable"), "{log}");
+    assert!(log.contains("too-big"), "the failed file is named:\n{log}");
+    assert!(!log.contains("all data written"), "{log}");
+}
