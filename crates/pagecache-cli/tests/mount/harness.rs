@@ -104,6 +104,16 @@ impl Mount {
 
     /// Like [`Mount::start`], filling SOURCE_DIR with `fill` first.
     pub fn start_with(args: &[&str], fill: impl FnOnce(&Path)) -> Mount {
+        Self::spawn(args, fill, None)
+    }
+
+    /// Like [`Mount::start`], with soft and hard `RLIMIT_NOFILE` set to
+    /// `nofile` in the mount process (`ulimit -n`).
+    pub fn start_with_nofile(args: &[&str], nofile: u64) -> Mount {
+        Self::spawn(args, |_| {}, Some(nofile))
+    }
+
+    fn spawn(args: &[&str], fill: impl FnOnce(&Path), nofile: Option<u64>) -> Mount {
         let dir = tempfile::tempdir().expect("tempdir");
         let source = dir.path().join("source");
         let mnt = dir.path().join("mnt");
@@ -112,16 +122,31 @@ impl Mount {
         fill(&source);
         let log = dir.path().join("mount.log");
         let out = fs::File::create(&log).unwrap();
-        let child = Command::new(bin())
-            .arg("mount")
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount")
             .args(args)
             .arg(&source)
             .arg(&mnt)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawning pagecache mount");
+            .stderr(out);
+        if let Some(n) = nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawning pagecache mount");
         let mut m = Mount {
             child: Some(child),
             source,
@@ -209,6 +234,14 @@ pub enum Entry {
     Link(PathBuf),
     /// Anything else, by mode.
     Other(u32),
+}
+
+/// A counter of the mount's `.pagecache-stat` file.
+pub fn counter(mnt: &Path, name: &str) -> u64 {
+    let text = fs::read_to_string(mnt.join(".pagecache-stat")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
 }
 
 /// Everything under `root` (relative path → entry), links counted per inode.

@@ -7,7 +7,9 @@ mod harness;
 
 mod errors;
 mod errseq;
+mod fds;
 mod fio;
+mod latency;
 mod semantics;
 mod sqlite;
 mod unmount;
