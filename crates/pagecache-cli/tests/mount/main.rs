@@ -10,6 +10,7 @@ mod errseq;
 mod fds;
 mod fio;
 mod latency;
+mod owner;
 mod semantics;
 mod sqlite;
 mod unmount;
