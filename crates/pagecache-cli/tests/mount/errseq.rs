@@ -110,16 +110,20 @@ fn dirty_data_of_a_closed_file_survives_failed_writeback() {
     {
         std::fs::write(m.mnt.join("big"), &data).unwrap();
         // Close more files than the mount keeps idle under the cache: it
-        // writes the oldest, `big`, back and closes it, which fails for
-        // lack of room.
+        // writes the oldest, `big`, back (in the background) and lets it
+        // go, which fails for lack of room.
         for i in 0..1100 {
             std::fs::File::create(m.mnt.join(format!("empty{i}"))).unwrap();
         }
-        assert!(
-            m.log().contains("writing back a closed file"),
-            "{}",
-            m.log()
-        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !m.log().contains("writing back a closed file") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no failed write-back of a closed file reported:\n{}",
+                m.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let back = std::fs::read(m.mnt.join("big")).unwrap();
         assert!(
             back == data,

@@ -14,3 +14,4 @@ mod owner;
 mod semantics;
 mod sqlite;
 mod unmount;
+mod users;
