@@ -5,7 +5,7 @@
 //! opened with `FOPEN_DIRECT_IO`, so the kernel's own page cache keeps no
 //! second copy. It runs in the foreground; SIGINT, SIGTERM, SIGHUP or
 //! `umount MOUNTPOINT` write every dirty page, make it durable, unmount and
-//! exit 0.
+//! exit 0 — or exit 1 naming each file that could not be made durable.
 //!
 //! `stat` prints a running mount's counters, read from the virtual file
 //! `MOUNTPOINT/.pagecache-stat`.
@@ -29,9 +29,6 @@ use pagecache::{Config, PageCache, Policy};
 
 use crate::size::size_arg;
 use crate::CliError;
-
-/// Threads serving requests that may wait on the cache.
-const WORKERS: usize = 8;
 
 pub use stat::stat;
 
@@ -68,6 +65,10 @@ pub struct Args {
     /// Let users other than the one mounting access the mount.
     #[arg(long)]
     allow_other: bool,
+    /// Threads serving reads, writes and fsyncs (metadata requests are
+    /// answered by the thread reading requests).
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
     /// Directory whose files are served.
     source_dir: PathBuf,
     /// Where to mount it.
@@ -91,6 +92,9 @@ fn config(args: &Args) -> Result<Config, CliError> {
         .policy
         .parse()
         .map_err(|e: pagecache::Error| CliError::Usage(e.to_string()))?;
+    if args.threads == 0 {
+        return Err(CliError::Usage("--threads must be at least 1".into()));
+    }
     if args.memory == 0 {
         return Err(CliError::Usage("--memory must be above zero".into()));
     }
@@ -172,7 +176,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         source.clone(),
         cache.clone(),
         max_fds,
-        WORKERS,
+        args.threads,
         failures.clone(),
     )
     .map_err(|e| CliError::io("reading", Some(source.clone()), e))?;
