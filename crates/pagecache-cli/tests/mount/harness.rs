@@ -120,13 +120,31 @@ impl Mount {
         fs::create_dir(&source).unwrap();
         fs::create_dir(&mnt).unwrap();
         fill(&source);
-        let log = dir.path().join("mount.log");
-        let out = fs::File::create(&log).unwrap();
+        let mut m = Mount {
+            child: None,
+            source,
+            mnt,
+            log: dir.path().join("mount.log"),
+            _dir: dir,
+        };
+        m.launch(args, nofile);
+        m
+    }
+
+    /// Mounts the same SOURCE_DIR at the same MOUNTPOINT again, after a
+    /// stop; the log starts over.
+    pub fn restart(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "mount still running");
+        self.launch(args, None);
+    }
+
+    fn launch(&mut self, args: &[&str], nofile: Option<u64>) {
+        let out = fs::File::create(&self.log).unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("mount")
             .args(args)
-            .arg(&source)
-            .arg(&mnt)
+            .arg(&self.source)
+            .arg(&self.mnt)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out);
@@ -146,25 +164,21 @@ impl Mount {
                 });
             }
         }
-        let child = cmd.spawn().expect("spawning pagecache mount");
-        let mut m = Mount {
-            child: Some(child),
-            source,
-            mnt,
-            log,
-            _dir: dir,
-        };
-        while !is_mounted(&m.mnt) {
-            if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                m.child = None;
+        self.child = Some(cmd.spawn().expect("spawning pagecache mount"));
+        while !is_mounted(&self.mnt) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
                 panic!(
                     "pagecache mount exited with {status} before mounting:\n{}",
-                    m.log()
+                    self.log()
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        m
     }
 
     /// What the mount process printed.

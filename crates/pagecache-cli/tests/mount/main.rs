@@ -11,6 +11,7 @@ mod fds;
 mod fio;
 mod latency;
 mod owner;
+mod postgres;
 mod semantics;
 mod sqlite;
 mod unmount;
