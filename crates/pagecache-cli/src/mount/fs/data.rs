@@ -7,13 +7,12 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fuser::consts::FOPEN_DIRECT_IO;
 use fuser::{ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite};
 use libc::c_int;
 
 use super::errno::{cache_errno, errno};
 use super::meta::Owner;
-use super::{is_stat_name, Handle, OpenFile, PassFs, SetAside, STAT_INO};
+use super::{is_stat_name, Handle, OpenFile, PassFs, SetAside, OPEN_FLAGS, STAT_INO};
 use crate::mount::inode::{self, Data};
 use crate::mount::source::{Source, SourceBackend};
 
@@ -187,10 +186,10 @@ impl PassFs {
             let fh = self.new_fh();
             let text = self.stat_text();
             self.handles.insert(fh, Handle::Stat(text));
-            return reply.opened(fh, FOPEN_DIRECT_IO);
+            return reply.opened(fh, fuser::consts::FOPEN_DIRECT_IO);
         }
         match self.open_handle(ino, flags) {
-            Ok(fh) => reply.opened(fh, FOPEN_DIRECT_IO),
+            Ok(fh) => reply.opened(fh, OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }
@@ -235,8 +234,9 @@ impl PassFs {
         // The request buffer is reused for the next request at once.
         let buf = buf.to_vec();
         self.pool.run(move || {
-            // The kernel sends one write of a file at a time, so the end
-            // read here is where this append lands.
+            // The kernel sends an append (or any write past the end) only
+            // when no other write of the file is in flight, so the end read
+            // here is where this append lands.
             let offset = if append { file.len() } else { offset };
             source.touch();
             match file.write_at(&buf, offset) {

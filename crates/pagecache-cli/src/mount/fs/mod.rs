@@ -48,6 +48,15 @@ const MAX_BACKGROUND: u16 = 64;
 /// with ENODEV (sqlite's WAL index needs it).
 const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
 
+/// `FOPEN_PARALLEL_DIRECT_WRITES` (Linux 6.2): the kernel may send several
+/// writes of one file at once, except appends and writes past the end,
+/// which it still sends alone (older kernels ignore the flag).
+const FOPEN_PARALLEL_DIRECT_WRITES: u32 = 1 << 6;
+
+/// How regular files are opened: no kernel page cache (the data is cached
+/// here, once), and concurrent writes where the kernel allows them.
+const OPEN_FLAGS: u32 = fuser::consts::FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+
 /// An open file.
 enum Handle {
     /// The counters file, its content generated at open.
@@ -543,7 +552,7 @@ impl Filesystem for PassFs {
     ) {
         let owner = self.owner(req, parent);
         match self.create_file(parent, name, mode & !umask & 0o7777, flags, owner) {
-            Ok((attr, fh)) => reply.created(&TTL, &attr, 0, fh, fuser::consts::FOPEN_DIRECT_IO),
+            Ok((attr, fh)) => reply.created(&TTL, &attr, 0, fh, OPEN_FLAGS),
             Err(e) => reply.error(e),
         }
     }
