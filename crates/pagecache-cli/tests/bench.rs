@@ -327,8 +327,10 @@ fn small_memcg_fails_without_the_reclaim_throttle() {
         "no-throttle",
         "--memory",
         "1M",
+        // Enough writes that the writer outruns the flushers several times
+        // even when they are quick.
         "--work-scale",
-        "0.1",
+        "0.5",
     ]);
     check_pathology(&runs, "small-memcg");
     let nt = run_of(&runs, "small-memcg", "no-throttle");

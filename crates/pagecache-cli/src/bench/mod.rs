@@ -74,7 +74,8 @@ pub fn run(a: Args) -> Result<(), CliError> {
             let run_dir = tmp.path().join(format!("{}-{}", w.name(), pol.name()));
             std::fs::create_dir_all(&run_dir)
                 .map_err(|e| CliError::io("creating", Some(run_dir.clone()), e))?;
-            let r = run_one(&params, pol, plan.device, &run_dir)?;
+            let mut r = run_one(&params, pol, plan.device, &run_dir)?;
+            r.note_device(device);
             let _ = std::fs::remove_dir_all(&run_dir);
             runs.push(r);
             pb.inc(1);

@@ -108,6 +108,11 @@ pub struct RunResult {
     /// `None` where it cannot be measured (the kernel).
     pub alloc_stack_peak_bytes: Option<u64>,
     pub verified: bool,
+    /// Fixed work: bytes written back over the whole elapsed time, as a
+    /// fraction of the device's sequential write speed measured before the
+    /// runs (what the writeback path costs against the bare device).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub writeback_of_device: Option<f64>,
     /// `hit`: zero-copy pins per second.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pin_ops_per_sec: Option<f64>,
@@ -144,6 +149,17 @@ pub struct RunResult {
     pub cdf: Vec<[f64; 2]>,
     /// Throughput and dirty/writeback pages every ~100 ms.
     pub timeline: Vec<TimePoint>,
+}
+
+impl RunResult {
+    /// Records what the fixed work's writeback achieved against the device
+    /// speed `device` (bytes per second) measured before the runs.
+    pub fn note_device(&mut self, device: f64) {
+        if self.work == "fixed" && self.elapsed_secs > 0.0 && device > 0.0 {
+            self.writeback_of_device =
+                Some(self.writeback.bytes as f64 / self.elapsed_secs / device);
+        }
+    }
 }
 
 /// The whole report.

@@ -34,6 +34,10 @@ const FIXED_COLUMNS: &[(&str, &str)] = &[
     ),
     ("wb ios", "writeback write I/Os"),
     ("wb avg io", "average writeback I/O size"),
+    (
+        "wb/dev",
+        "bytes written back per second of elapsed time, over the device's sequential write speed",
+    ),
     ("rd p50", "readers' median latency (where there are readers)"),
     ("rd p99", "readers' 99th percentile latency"),
     ("rd p99.9", "readers' 99.9th percentile latency"),
@@ -78,6 +82,7 @@ fn cells_fixed(r: &RunResult) -> Vec<String> {
         } else {
             "-".into()
         },
+        opt(r.writeback_of_device, |f| format!("{:.0}%", f * 100.0)),
         opt(readers, |x| ns(x.latency_ns.p50)),
         opt(readers, |x| ns(x.latency_ns.p99)),
         opt(readers, |x| ns(x.latency_ns.p999)),
