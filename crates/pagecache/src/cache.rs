@@ -60,6 +60,8 @@ pub(crate) struct Inner {
     /// Set once the final write-back is done: background threads exit.
     pub(crate) shutdown: AtomicBool,
     pub(crate) epoch: Instant,
+    /// Runs `Advice::WillNeed` reads off the caller's thread.
+    pub(crate) prefetcher: crate::advise::Prefetcher,
 }
 
 impl Inner {
@@ -256,6 +258,7 @@ impl PageCache {
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             epoch: Instant::now(),
+            prefetcher: crate::advise::Prefetcher::default(),
             wm,
             cfg,
         });

@@ -72,11 +72,15 @@ impl File {
         }
     }
 
-    fn inner(&self) -> &crate::cache::Inner {
+    pub(crate) fn inner(&self) -> &crate::cache::Inner {
         &self.open.owner.inner
     }
 
-    fn m(&self) -> &Arc<Mapping> {
+    pub(crate) fn inner_arc(&self) -> &Arc<crate::cache::Inner> {
+        &self.open.owner.inner
+    }
+
+    pub(crate) fn m(&self) -> &Arc<Mapping> {
         &self.open.mapping
     }
 

@@ -48,7 +48,7 @@ pub(crate) fn get_page<'a>(
                 drop(f.lock.read_recursive());
             }
             if f.flags() & UPTODATE != 0 {
-                f.mark_referenced();
+                crate::advise::touch(m, f);
                 hit(inner);
                 return Ok((id, None));
             }

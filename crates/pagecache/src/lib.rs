@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+mod advise;
 pub mod backend;
 mod cache;
 mod config;
@@ -47,6 +48,7 @@ mod truncate;
 mod wait;
 mod writeback;
 
+pub use advise::Advice;
 pub use backend::{Backend, Fault, FaultBackend, FaultStats, FileBackend, MemBackend};
 pub use cache::PageCache;
 pub use config::{Config, Policy, Watermarks, MIN_FRAMES};

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -68,6 +68,27 @@ impl PageTable {
 
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.0.read().len()).sum()
+    }
+
+    /// The resident pages whose index is in `range`, in no order: a walk
+    /// over the shards, or lookups when the range is the smaller.
+    pub(crate) fn resident_in(&self, range: std::ops::Range<u64>) -> Vec<(u64, FrameId)> {
+        let span = range.end.saturating_sub(range.start);
+        if span <= self.len() as u64 {
+            return range
+                .filter_map(|i| self.shard(i).read().get(&i).map(|&id| (i, id)))
+                .collect();
+        }
+        let mut found = Vec::new();
+        for s in &self.shards {
+            found.extend(
+                s.0.read()
+                    .iter()
+                    .filter(|(i, _)| range.contains(i))
+                    .map(|(&i, &id)| (i, id)),
+            );
+        }
+        found
     }
 
     /// Removes and returns every page at or past `first`.
@@ -173,6 +194,8 @@ pub(crate) struct Mapping {
     /// readahead window (pages).
     pub(crate) ra_next: AtomicU64,
     pub(crate) ra_window: AtomicU64,
+    /// Hints given with `File::advise` (bits in `advise.rs`).
+    pub(crate) advice: AtomicU8,
 }
 
 impl Mapping {
@@ -207,6 +230,7 @@ impl Mapping {
             last_errno: AtomicI32::new(0),
             ra_next: AtomicU64::new(0),
             ra_window: AtomicU64::new(0),
+            advice: AtomicU8::new(0),
         }
     }
 
@@ -251,7 +275,7 @@ impl Mapping {
         if f.flags() & UPTODATE == 0 {
             return None;
         }
-        f.mark_referenced();
+        crate::advise::touch(self, f);
         Some((id, guard))
     }
 

@@ -14,20 +14,32 @@ use parking_lot::RwLockWriteGuard;
 use crate::backend::read_full;
 use crate::cache::Inner;
 use crate::frame::{FrameId, ORPHAN, READAHEAD, UPTODATE};
-use crate::lru;
 use crate::mapping::Mapping;
 use crate::reclaim;
 use crate::stats::add;
+use crate::{advise, lru};
 
 /// Largest readahead window.
 const MAX_BYTES: u64 = 256 * 1024;
 
+/// The largest window in pages; a file advised `Sequential` gets twice
+/// the default, as the kernel doubles `ra_pages` for `POSIX_FADV_SEQUENTIAL`.
+pub(crate) fn max_pages(page_size: usize, sequential: bool) -> u64 {
+    let bytes = if sequential { 2 * MAX_BYTES } else { MAX_BYTES };
+    (bytes / page_size as u64).max(1)
+}
+
 /// Pages to read ahead after a miss at `index`, and the window recorded.
 pub(crate) fn window(m: &Mapping, index: u64, page_size: usize) -> u64 {
-    let max = (MAX_BYTES / page_size as u64).max(1);
+    let mode = advise::ra_mode(m);
+    let max = max_pages(page_size, mode == advise::RA_SEQUENTIAL);
     let expected = m.ra_next.load(Ordering::Relaxed);
     let last = m.ra_window.load(Ordering::Relaxed);
-    let w = if index == expected || index == 0 {
+    let w = if mode == advise::RA_RANDOM {
+        1
+    } else if mode == advise::RA_SEQUENTIAL {
+        max
+    } else if index == expected || index == 0 {
         (last * 2).clamp(4, max)
     } else {
         1
@@ -47,7 +59,7 @@ pub(crate) fn populate(inner: &Inner, m: &Mapping, start: u64, count: u64) {
     m.ra_next.store(start + n, Ordering::Relaxed);
 }
 
-fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64) -> u64 {
+pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64) -> u64 {
     let arena = &inner.arena;
     let ps = inner.page_size();
     let end = (start + count).min(m.size().div_ceil(ps as u64));
