@@ -34,7 +34,7 @@ pub(crate) struct Registry {
 /// State shared by handles and background threads.
 pub(crate) struct Inner {
     pub(crate) cfg: Config,
-    pub(crate) wm: Watermarks,
+    pub(crate) wm: crate::resize::LiveWatermarks,
     pub(crate) arena: Arena,
     pub(crate) lru: Lru,
     pub(crate) registry: RwLock<Registry>,
@@ -62,6 +62,8 @@ pub(crate) struct Inner {
     pub(crate) epoch: Instant,
     /// Runs `Advice::WillNeed` reads off the caller's thread.
     pub(crate) prefetcher: crate::advise::Prefetcher,
+    /// Held by `PageCache::set_memory`: one resize at a time.
+    pub(crate) resizing: Mutex<()>,
 }
 
 impl Inner {
@@ -235,10 +237,10 @@ impl PageCache {
         let wm = cfg.validate()?;
         let frames = cfg.frames();
         let inner = Arc::new(Inner {
-            arena: Arena::new(frames, cfg.page_size).ok_or_else(|| {
+            arena: Arena::new(cfg.max_frames(), frames, cfg.page_size).ok_or_else(|| {
                 Error::Config(format!(
                     "memory {} bytes could not be allocated",
-                    cfg.memory
+                    cfg.max_memory.unwrap_or(cfg.memory)
                 ))
             })?,
             lru: Lru::default(),
@@ -259,7 +261,8 @@ impl PageCache {
             shutdown: AtomicBool::new(false),
             epoch: Instant::now(),
             prefetcher: crate::advise::Prefetcher::default(),
-            wm,
+            resizing: Mutex::new(()),
+            wm: crate::resize::LiveWatermarks::new(wm),
             cfg,
         });
         // The owner exists before the threads, so a failed spawn stops the
@@ -376,7 +379,7 @@ impl PageCache {
 
     /// The watermarks in force.
     pub fn watermarks(&self) -> Watermarks {
-        self.inner().wm
+        self.inner().wm.get()
     }
 
     /// Writes every dirty page of every file and makes them durable.

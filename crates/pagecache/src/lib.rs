@@ -40,6 +40,7 @@ mod mapping;
 mod open_options;
 mod readahead;
 mod reclaim;
+mod resize;
 pub mod stack;
 mod stats;
 mod sync;

@@ -71,7 +71,7 @@ pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64
         }
         // Readahead never reclaims or waits: it takes free frames above the
         // low watermark, or stops (the kernel's __GFP_NORETRY).
-        if arena.nr_free() <= inner.wm.low {
+        if arena.nr_free() <= inner.wm.low() {
             reclaim::background::wake(inner);
             break;
         }

@@ -35,11 +35,11 @@ pub(crate) enum Reclaimer {
 pub(crate) fn alloc_frame(inner: &Inner) -> Result<FrameId> {
     let _scope = AllocScope::enter(&inner.counters.alloc_stack_peak_bytes);
     let arena = &inner.arena;
-    if arena.nr_free() < inner.wm.low {
+    if arena.nr_free() < inner.wm.low() {
         background::wake(inner);
     }
     // Below `min`, the allocator pays for reclaim itself before taking a frame.
-    if arena.nr_free() <= inner.wm.min {
+    if arena.nr_free() <= inner.wm.min() {
         direct::shrink(inner, BATCH, Reclaimer::Direct);
     }
     if let Some(id) = arena.pop_free() {
