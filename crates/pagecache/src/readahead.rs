@@ -54,6 +54,7 @@ pub(crate) fn window(m: &Mapping, index: u64, page_size: usize) -> u64 {
 /// not reported: readahead is a hint, and a later miss reads the page itself.
 pub(crate) fn populate(inner: &Inner, m: &Mapping, start: u64, count: u64) {
     let n = populate_window(inner, m, start, count);
+    crate::trace::slow!(trace, start, asked = count, read = n, "readahead window");
     // The next miss continues the sequence where this window really ended,
     // even if it ended early.
     m.ra_next.store(start + n, Ordering::Relaxed);

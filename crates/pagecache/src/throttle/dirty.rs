@@ -173,6 +173,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     // unless this thread holds a write guard, whose page writeback cannot
     // take: it would wait on itself. It is only paced below.
     let may_wait = !crate::guard::held::any_write();
+    crate::trace::slow_span!("dirty_throttle", dirty, limit = l.limit);
     while may_wait && dirty >= l.limit {
         if inner.shutdown.load(Ordering::Acquire) {
             return Err(Error::Shutdown);
@@ -180,6 +181,12 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         let seen = inner.progress.seq();
         inner.writeback.kick_background();
         inner.progress.wait(seen, MAX_PAUSE);
+        crate::trace::slow!(
+            debug,
+            dirty,
+            limit = l.limit,
+            "dirtier waited at the dirty limit"
+        );
         inc(&inner.counters.dirty_throttle_events);
         crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
         let written = inner.counters.writeback_pages.get();
@@ -212,6 +219,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     } else {
         DEBT.with(|d| d.set(0));
         std::thread::sleep(pause);
+        crate::trace::slow!(debug, ?pause, dirty, ratio, "dirtier paused");
         inc(&inner.counters.dirty_throttle_events);
         crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
     }
