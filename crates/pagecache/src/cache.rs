@@ -64,7 +64,12 @@ pub(crate) struct Inner {
     pub(crate) prefetcher: crate::advise::Prefetcher,
     /// Held by `PageCache::set_memory`: one resize at a time.
     pub(crate) resizing: Mutex<()>,
+    /// Unique in the process: keys the per-thread figures of this cache.
+    pub(crate) id: u64,
 }
+
+/// Source of cache ids.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Inner {
     pub(crate) fn page_size(&self) -> usize {
@@ -262,6 +267,7 @@ impl PageCache {
             epoch: Instant::now(),
             prefetcher: crate::advise::Prefetcher::default(),
             resizing: Mutex::new(()),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             wm: crate::resize::LiveWatermarks::new(wm),
             cfg,
         });
@@ -370,6 +376,13 @@ impl PageCache {
     /// A snapshot of frame states and event counters.
     pub fn stats(&self) -> Stats {
         self.inner().stats()
+    }
+
+    /// What the calling thread went through in this cache since it
+    /// started: its hits, misses and throttle waits here, not in other
+    /// caches of the process.
+    pub fn thread_stats(&self) -> crate::ThreadStats {
+        crate::stats::thread_stats_for(self.inner().id)
     }
 
     /// The configuration in force.

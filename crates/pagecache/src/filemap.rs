@@ -58,7 +58,7 @@ pub(crate) fn get_page<'a>(
             continue;
         }
         inc(&inner.counters.misses);
-        crate::stats::thread_update(|t| t.misses += 1);
+        crate::stats::thread_update(inner.id, |t| t.misses += 1);
         let id = reclaim::alloc_frame(inner)?;
         let f = arena.frame(id);
         let guard = f.lock.write();
@@ -119,7 +119,7 @@ pub(crate) fn get_page<'a>(
 #[inline]
 pub(crate) fn hit(inner: &Inner) {
     inc(&inner.counters.hits);
-    crate::stats::thread_update(|t| t.hits += 1);
+    crate::stats::thread_update(inner.id, |t| t.hits += 1);
 }
 
 /// Reads page `index` from the backend; bytes past the end of file are zero.

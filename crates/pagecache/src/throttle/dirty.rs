@@ -188,7 +188,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
             "dirtier waited at the dirty limit"
         );
         inc(&inner.counters.dirty_throttle_events);
-        crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
+        crate::stats::thread_update(inner.id, |t| t.dirty_throttle_events += 1);
         let written = inner.counters.writeback_pages.get();
         if written != last_progress.0 {
             last_progress = (written, Instant::now());
@@ -221,7 +221,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         std::thread::sleep(pause);
         crate::trace::slow!(debug, ?pause, dirty, ratio, "dirtier paused");
         inc(&inner.counters.dirty_throttle_events);
-        crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
+        crate::stats::thread_update(inner.id, |t| t.dirty_throttle_events += 1);
     }
     let waited = start.elapsed();
     if waited >= MIN_PAUSE {

@@ -18,7 +18,7 @@ pub(crate) fn wait(inner: &Inner, seen: u64) {
     inner.writeback.kick_background();
     inner.progress.wait(seen, TICK);
     inc(&inner.counters.reclaim_throttle_events);
-    crate::stats::thread_update(|t| t.reclaim_throttle_events += 1);
+    crate::stats::thread_update(inner.id, |t| t.reclaim_throttle_events += 1);
     let waited = start.elapsed();
     add(
         &inner.counters.reclaim_throttle_ns,
