@@ -70,6 +70,9 @@ pub struct Args {
 pub struct StatArgs {
     /// Mount point of a running `pagecache mount`.
     mountpoint: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: crate::stat_format::Format,
 }
 
 fn usize_of(what: &str, v: u64) -> Result<usize, CliError> {
@@ -337,6 +340,10 @@ pub fn stat(args: StatArgs) -> Result<(), CliError> {
             path.display()
         )));
     }
-    print!("{text}");
+    let origin = path.display().to_string();
+    print!(
+        "{}",
+        crate::stat_format::render(&text, args.format, &origin)?
+    );
     Ok(())
 }
