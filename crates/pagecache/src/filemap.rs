@@ -17,7 +17,7 @@ use crate::stats::inc;
 use crate::throttle::{self, reclaim::TICK};
 use crate::{readahead, reclaim};
 
-/// Largest file offset accepted (the kernel's MAX_LFS_FILESIZE).
+/// Largest file offset accepted (the kernel's `MAX_LFS_FILESIZE`).
 pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 /// How a missing page is brought in.
@@ -148,7 +148,7 @@ pub(crate) fn resize_shared<'a>(inner: &Inner, m: &'a Mapping) -> Result<RwLockR
 }
 
 /// Takes a page's write lock once no writeback is reading it.
-pub(crate) fn lock_for_write<'a>(inner: &'a Inner, id: FrameId) -> RwLockWriteGuard<'a, ()> {
+pub(crate) fn lock_for_write(inner: &Inner, id: FrameId) -> RwLockWriteGuard<'_, ()> {
     let f = inner.arena.frame(id);
     loop {
         let g = f.lock.write();

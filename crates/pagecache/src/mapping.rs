@@ -26,7 +26,7 @@ impl Hasher for IndexHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
     }
     fn write_u64(&mut self, n: u64) {
@@ -147,7 +147,7 @@ impl Inode {
     /// Whether the file still has a directory entry.
     pub(crate) fn linked(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
+        self.file.metadata().is_ok_and(|m| m.nlink() > 0)
     }
 }
 

@@ -1,5 +1,5 @@
 //! The `metrics` feature: every counter and gauge of [`Stats`] through the
-//! `metrics` crate's facade, so any exporter (Prometheus, StatsD, …) shows
+//! `metrics` crate's facade, so any exporter (Prometheus, `StatsD`, …) shows
 //! them.
 //!
 //! Publishing is a pull: [`PageCache::publish_metrics`] takes one

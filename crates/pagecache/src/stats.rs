@@ -64,6 +64,7 @@ macro_rules! counters {
 
         impl Events {
             /// Counts that happened between `earlier` and `self`.
+            #[must_use]
             pub fn since(&self, earlier: &Events) -> Events {
                 Events { $($name: self.$name.saturating_sub(earlier.$name),)* }
             }

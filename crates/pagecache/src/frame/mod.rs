@@ -71,7 +71,7 @@ impl Frame {
 
     #[inline]
     pub(crate) fn mark_referenced(&self) {
-        self.state.mark_referenced()
+        self.state.mark_referenced();
     }
 }
 

@@ -21,7 +21,7 @@ use crate::stack::AllocScope;
 use crate::stats::inc;
 use crate::throttle;
 
-/// Frames one reclaim pass tries to free (the kernel's SWAP_CLUSTER_MAX).
+/// Frames one reclaim pass tries to free (the kernel's `SWAP_CLUSTER_MAX`).
 pub(crate) const BATCH: usize = 32;
 
 /// Who is reclaiming: the counters and the dirty-page decision differ.

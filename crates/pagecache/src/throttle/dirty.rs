@@ -104,7 +104,7 @@ pub(crate) fn levels(inner: &Inner) -> Levels {
         .min(limit - 1);
     Levels {
         background,
-        freerun: (background + limit) / 2,
+        freerun: usize::midpoint(background, limit),
         limit,
     }
 }
@@ -166,7 +166,7 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         DEBT.with(|d| d.set(0));
         return Ok(());
     }
-    let debt = DEBT.with(|d| d.get()) + pages;
+    let debt = DEBT.with(std::cell::Cell::get) + pages;
     let start = Instant::now();
     let mut last_progress = (inner.counters.writeback_pages.get(), Instant::now());
     // Hard stop at the limit: wait for writeback to bring the count down —
