@@ -207,3 +207,44 @@ impl PageCache {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, MemBackend, PageCache};
+
+    /// Whether the system page at `ptr` is in memory (`mincore`).
+    fn in_core(ptr: *mut u8) -> bool {
+        let mut v = [0u8; 1];
+        // SAFETY: `ptr` is page-aligned inside the arena's live allocation,
+        // and `v` has room for the one page asked about.
+        let rc = unsafe { libc::mincore(ptr.cast(), 4096, v.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        v[0] & 1 != 0
+    }
+
+    #[test]
+    fn parked_frames_give_their_memory_back() {
+        let cache = PageCache::new(Config::new(512 * 4096)).unwrap();
+        let file = cache.open_backend(MemBackend::new()).unwrap();
+        file.write_at(&vec![0xa5; 480 * 4096], 0).unwrap();
+        file.sync().unwrap();
+        let arena = &cache.inner().arena;
+        let touched = (0..arena.capacity() as u32)
+            .filter(|&id| in_core(arena.page_ptr(id)))
+            .count();
+        // Written frames are in memory: the measure can tell.
+        assert!(touched >= 480, "{touched}");
+        cache.set_memory(64 * 4096).unwrap();
+        let parked = arena.parked.lock().clone();
+        assert_eq!(parked.len(), 512 - 64);
+        let still = parked
+            .iter()
+            .filter(|&&id| in_core(arena.page_ptr(id)))
+            .count();
+        assert_eq!(still, 0, "{still} parked frames still in memory");
+        // And the data is all there.
+        let mut buf = vec![0u8; 480 * 4096];
+        file.read_exact_at(&mut buf, 0).unwrap();
+        assert!(buf.iter().all(|&b| b == 0xa5));
+    }
+}
