@@ -82,7 +82,7 @@ pub(crate) fn get_page<'a>(
             Fill::Read => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 inner
                     .wbt
-                    .read(inner.epoch, || read_page(m, page, index, inner.page_size()))
+                    .read(inner.epoch, || read_page(inner, m, page, index))
             }))
             .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked"))),
         };
@@ -94,10 +94,6 @@ pub(crate) fn get_page<'a>(
                 }
                 inc(&inner.counters.pages_read);
                 drop(guard);
-                let ahead = readahead::window(m, index, inner.page_size());
-                if ahead > 0 {
-                    readahead::populate(inner, m, index + 1, ahead);
-                }
                 return Ok((id, None));
             }
             Err(e) => {
@@ -122,10 +118,16 @@ pub(crate) fn hit(inner: &Inner) {
     crate::stats::thread_update(inner.id, |t| t.hits += 1);
 }
 
-/// Reads page `index` from the backend; bytes past the end of file are zero.
-fn read_page(m: &Mapping, page: &mut [u8], index: u64, ps: usize) -> std::io::Result<()> {
-    let offset = index * ps as u64;
-    let n = read_full(m.backend.as_ref(), &mut [IoSliceMut::new(page)], offset)?;
+/// Reads page `index` from the backend, with the pages after it in the same
+/// read if the misses are sequential; bytes past the end of file are zero.
+fn read_page(inner: &Inner, m: &Mapping, page: &mut [u8], index: u64) -> std::io::Result<()> {
+    let offset = index * inner.page_size() as u64;
+    let ahead = readahead::window(m, index, inner.page_size());
+    let n = if ahead > 0 {
+        readahead::read_with_window(inner, m, page, index, ahead)?
+    } else {
+        read_full(m.backend.as_ref(), &mut [IoSliceMut::new(page)], offset)?
+    };
     let valid = (m.size().saturating_sub(offset) as usize).min(n);
     page[valid..].fill(0);
     Ok(())

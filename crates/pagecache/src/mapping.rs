@@ -160,6 +160,11 @@ pub(crate) struct Mapping {
     pub(crate) pages: PageTable,
     pub(crate) dirty: Mutex<DirtyIndex>,
     pub(crate) unstable: Mutex<UnstableIndex>,
+    /// Held across a whole commit (`writeback::commit`): of two overlapping
+    /// syncs, one may succeed after the other failed and dropped the
+    /// writes, so the success must not mark those pages clean before the
+    /// failure has made them dirty again.
+    pub(crate) committing: Mutex<()>,
     /// Backend syncs of this mapping that failed. A write in flight while one
     /// failed may have been dropped with it, so its pages are re-dirtied.
     pub(crate) sync_failures: AtomicU64,
@@ -214,6 +219,7 @@ impl Mapping {
             pages: PageTable::default(),
             dirty: Mutex::new(DirtyIndex::default()),
             unstable: Mutex::new(UnstableIndex::default()),
+            committing: Mutex::new(()),
             sync_failures: AtomicU64::new(0),
             size: AtomicU64::new(size),
             resize: RwLock::new(()),

@@ -1,12 +1,13 @@
 //! Readahead (the kernel's mm/readahead.c, much simplified): a miss that
-//! continues the previous one reads the following pages too, in one backend
-//! read straight into their frames, with a window that doubles up to `MAX_BYTES` while misses stay
-//! sequential. A random miss reads one page. Readahead pages enter the
-//! inactive list unreferenced and their first access does not count as a
-//! reference (the READAHEAD flag), so a scan read this way still cannot push
-//! out the hot set.
+//! continues the previous one reads the following pages too, in the same
+//! backend read as the missing page, straight into their frames, with a
+//! window that doubles up to `MAX_BYTES` while misses stay sequential. A
+//! random miss reads one page. Readahead pages enter the inactive list
+//! unreferenced and their first access does not count as a reference (the
+//! READAHEAD flag), so a scan read this way still cannot push out the hot
+//! set.
 
-use std::io::IoSliceMut;
+use std::io::{self, IoSliceMut};
 use std::sync::atomic::Ordering;
 
 use parking_lot::RwLockWriteGuard;
@@ -49,22 +50,94 @@ pub(crate) fn window(m: &Mapping, index: u64, page_size: usize) -> u64 {
     w - 1
 }
 
-/// Brings pages `start..start + count` in with one read, stopping at the end
-/// of file, at a resident page, or when free frames run low. Failures are
-/// not reported: readahead is a hint, and a later miss reads the page itself.
-pub(crate) fn populate(inner: &Inner, m: &Mapping, start: u64, count: u64) {
-    let n = populate_window(inner, m, start, count);
-    crate::trace::slow!(trace, start, asked = count, read = n, "readahead window");
-    // The next miss continues the sequence where this window really ended,
+/// Reads page `index` into `page` (a fresh frame the caller holds
+/// write-locked) together with up to `ahead` following pages, in one backend
+/// read straight into the frames. Returns the bytes read into `page`. The
+/// window stops at the end of file, at a resident page, or when free frames
+/// run low; if the read fails, `page` fails with it and the window's pages
+/// are taken out (a later miss reads them itself).
+pub(crate) fn read_with_window(
+    inner: &Inner,
+    m: &Mapping,
+    page: &mut [u8],
+    index: u64,
+    ahead: u64,
+) -> io::Result<usize> {
+    let ps = inner.page_size();
+    let taken = take_frames(inner, m, index + 1, ahead);
+    crate::trace::slow!(
+        trace,
+        index,
+        asked = ahead,
+        taken = taken.len(),
+        "readahead window"
+    );
+    // The next miss continues the sequence where this window really ends,
     // even if it ended early.
-    m.ra_next.store(start + n, Ordering::Relaxed);
+    m.ra_next
+        .store(index + 1 + taken.len() as u64, Ordering::Relaxed);
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut bufs = Vec::with_capacity(1 + taken.len());
+        bufs.push(IoSliceMut::new(&mut *page));
+        // SAFETY: fresh frames, write-locked by us, not under writeback;
+        // distinct frames do not overlap, nor do they overlap `page`.
+        bufs.extend(
+            taken
+                .iter()
+                .map(|(id, _)| IoSliceMut::new(unsafe { inner.arena.page_mut(*id) })),
+        );
+        read_full(m.backend.as_ref(), &mut bufs, index * ps as u64)
+    }))
+    // A backend that panics fails the read like an I/O error.
+    .unwrap_or_else(|_| Err(io::Error::other("the backend panicked")));
+    let window_got = read.as_ref().ok().map(|n| n.saturating_sub(ps));
+    finish(inner, m, index + 1, taken, window_got);
+    read.map(|n| n.min(ps))
 }
 
+/// Brings pages `start..start + count` in with one read, under a window's
+/// rules (free frames only, up to a resident page or the end of file), for
+/// `Advice::WillNeed`. Returns the pages taken; a failed read takes them
+/// out again, as for a window.
 pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64) -> u64 {
+    let taken = take_frames(inner, m, start, count);
+    if taken.is_empty() {
+        return 0;
+    }
+    let n = taken.len() as u64;
+    let ps = inner.page_size() as u64;
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: fresh frames, write-locked by us, not under writeback;
+        // distinct frames do not overlap.
+        let mut bufs: Vec<IoSliceMut<'_>> = taken
+            .iter()
+            .map(|(id, _)| IoSliceMut::new(unsafe { inner.arena.page_mut(*id) }))
+            .collect();
+        read_full(m.backend.as_ref(), &mut bufs, start * ps)
+    }))
+    .unwrap_or_else(|_| Err(io::Error::other("the backend panicked")));
+    crate::trace::slow!(
+        trace,
+        start,
+        pages = n,
+        ok = read.is_ok(),
+        "prefetch window"
+    );
+    finish(inner, m, start, taken, read.ok());
+    n
+}
+
+/// Free frames for pages `start..start + count`, inserted and write-locked.
+fn take_frames<'a>(
+    inner: &'a Inner,
+    m: &Mapping,
+    start: u64,
+    count: u64,
+) -> Vec<(FrameId, RwLockWriteGuard<'a, ()>)> {
     let arena = &inner.arena;
     let ps = inner.page_size();
     let end = (start + count).min(m.size().div_ceil(ps as u64));
-    let mut taken: Vec<(FrameId, RwLockWriteGuard<'_, ()>)> = Vec::new();
+    let mut taken = Vec::new();
     for index in start..end {
         if let Some(id) = m.find_pin(arena, index) {
             arena.unpin(id);
@@ -89,43 +162,37 @@ pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64
         inner.lru.add(lru::entry(arena, id));
         taken.push((id, guard));
     }
-    if taken.is_empty() {
-        return 0;
-    }
-    let n = taken.len() as u64;
-    let offset = start * ps as u64;
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // Straight into the frames, which are page-aligned in the arena, so
-        // a backend doing O_DIRECT can take them without a bounce buffer.
-        let mut bufs: Vec<IoSliceMut<'_>> = taken
-            .iter()
-            // SAFETY: fresh frames, write-locked by us, not under writeback;
-            // distinct frames do not overlap.
-            .map(|(id, _)| IoSliceMut::new(unsafe { arena.page_mut(*id) }))
-            .collect();
-        inner.wbt.read(inner.epoch, || {
-            read_full(m.backend.as_ref(), &mut bufs, offset)
-        })
-    }));
-    let ok = if let Ok(Ok(got)) = read {
+    taken
+}
+
+/// Publishes the frames of pages `start..` once their read is done: `got`
+/// is the bytes read into them, `None` if the read failed.
+fn finish(
+    inner: &Inner,
+    m: &Mapping,
+    start: u64,
+    taken: Vec<(FrameId, RwLockWriteGuard<'_, ()>)>,
+    got: Option<usize>,
+) {
+    let arena = &inner.arena;
+    let ps = inner.page_size();
+    if let Some(got) = got {
         // Bytes past what was read, or past the end of file, read as zero
         // (as in a single read-in).
-        let valid = (m.size().saturating_sub(offset) as usize).min(got);
+        let valid = (m.size().saturating_sub(start * ps as u64) as usize).min(got);
         for (k, (id, _)) in taken.iter().enumerate() {
             let from = valid.saturating_sub(k * ps).min(ps);
-            // SAFETY: as above; the slices made for the read are gone.
+            // SAFETY: a fresh frame, write-locked by us, not under
+            // writeback; the buffers made for the read are gone.
             let page = unsafe { arena.page_mut(*id) };
             page[from..].fill(0);
         }
-        add(&inner.counters.pages_read, n);
-        add(&inner.counters.pages_readahead, n);
-        true
-    } else {
-        false
-    };
+        add(&inner.counters.pages_read, taken.len() as u64);
+        add(&inner.counters.pages_readahead, taken.len() as u64);
+    }
     for (k, (id, guard)) in taken.into_iter().enumerate() {
         let f = arena.frame(id);
-        if ok {
+        if got.is_some() {
             f.set(READAHEAD | UPTODATE);
         } else {
             let index = start + k as u64;
@@ -139,5 +206,4 @@ pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64
         drop(guard);
         arena.unpin(id);
     }
-    n
 }

@@ -3,7 +3,7 @@
 //! One `AtomicU64`: pin count in the low 32 bits, flags above. Each
 //! transition that must be atomic with respect to another is one CAS here;
 //! the callers add the locks (mapping index lock for pin vs. free, frame lock
-//! for dirty vs. writeback start). `frame/tests/loom_state.rs` model-checks
+//! for dirty vs. writeback start). The loom models in `frame/tests/` check
 //! these functions under those locks.
 
 use std::sync::atomic::Ordering;

@@ -70,6 +70,9 @@ pub(crate) fn written(
 /// freed at once); on failure every unstable page is dirty again and the
 /// error is recorded in the errseq.
 pub(crate) fn commit(inner: &Inner, m: &Mapping) -> io::Result<()> {
+    // One commit of a mapping at a time: a sync that fails may drop writes
+    // a concurrent sync then reports durable (`Mapping::committing`).
+    let _one = m.committing.lock();
     let gen = {
         let mut u = m.unstable.lock();
         u.gen += 1;

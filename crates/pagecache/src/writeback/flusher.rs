@@ -76,11 +76,13 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
         return 0;
     }
     let c = &inner.counters;
-    inc(match reason {
-        Reason::Reclaim | Reason::Commit => &c.flush_reason_reclaim,
-        Reason::Background => &c.flush_reason_background,
-        Reason::Expire => &c.flush_reason_expire,
-    });
+    match reason {
+        Reason::Reclaim => inc(&c.flush_reason_reclaim),
+        Reason::Background => inc(&c.flush_reason_background),
+        Reason::Expire => inc(&c.flush_reason_expire),
+        // Counted as `commits`: nothing is written.
+        Reason::Commit => {}
+    }
     let mut n = match reason {
         Reason::Commit => 0,
         Reason::Reclaim => {
@@ -139,14 +141,15 @@ fn background(inner: &Inner) {
 }
 
 /// Writes mappings dirty for longer than `dirty_expire`, and commits every
-/// mapping with unstable pages, so none stays undurable for longer than a
-/// writeback interval past its write.
+/// other mapping with unstable pages, so none stays undurable for longer
+/// than a writeback interval past its write.
 fn expire(inner: &Inner) {
     let expire = inner.cfg.dirty_expire;
-    for (since, m) in dirty_mappings(inner) {
-        if m.dirty_since().is_some() && since.elapsed() < expire {
-            continue;
+    for (_, m) in dirty_mappings(inner) {
+        if m.dirty_since().is_some_and(|t| t.elapsed() >= expire) {
+            flush(inner, &m, Reason::Expire, usize::MAX);
+        } else if m.nr_unstable() > 0 {
+            flush(inner, &m, Reason::Commit, 0);
         }
-        flush(inner, &m, Reason::Expire, usize::MAX);
     }
 }
