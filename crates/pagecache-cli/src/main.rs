@@ -4,6 +4,7 @@ mod bench;
 mod error;
 mod mount;
 mod size;
+mod stat_format;
 
 use std::process::ExitCode;
 

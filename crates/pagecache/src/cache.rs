@@ -34,7 +34,7 @@ pub(crate) struct Registry {
 /// State shared by handles and background threads.
 pub(crate) struct Inner {
     pub(crate) cfg: Config,
-    pub(crate) wm: Watermarks,
+    pub(crate) wm: crate::resize::LiveWatermarks,
     pub(crate) arena: Arena,
     pub(crate) lru: Lru,
     pub(crate) registry: RwLock<Registry>,
@@ -60,7 +60,16 @@ pub(crate) struct Inner {
     /// Set once the final write-back is done: background threads exit.
     pub(crate) shutdown: AtomicBool,
     pub(crate) epoch: Instant,
+    /// Runs `Advice::WillNeed` reads off the caller's thread.
+    pub(crate) prefetcher: crate::advise::Prefetcher,
+    /// Held by `PageCache::set_memory`: one resize at a time.
+    pub(crate) resizing: Mutex<()>,
+    /// Unique in the process: keys the per-thread figures of this cache.
+    pub(crate) id: u64,
 }
+
+/// Source of cache ids.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Inner {
     pub(crate) fn page_size(&self) -> usize {
@@ -233,10 +242,10 @@ impl PageCache {
         let wm = cfg.validate()?;
         let frames = cfg.frames();
         let inner = Arc::new(Inner {
-            arena: Arena::new(frames, cfg.page_size).ok_or_else(|| {
+            arena: Arena::new(cfg.max_frames(), frames, cfg.page_size).ok_or_else(|| {
                 Error::Config(format!(
                     "memory {} bytes could not be allocated",
-                    cfg.memory
+                    cfg.max_memory.unwrap_or(cfg.memory)
                 ))
             })?,
             lru: Lru::default(),
@@ -256,7 +265,10 @@ impl PageCache {
             closing: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             epoch: Instant::now(),
-            wm,
+            prefetcher: crate::advise::Prefetcher::default(),
+            resizing: Mutex::new(()),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            wm: crate::resize::LiveWatermarks::new(wm),
             cfg,
         });
         // The owner exists before the threads, so a failed spawn stops the
@@ -366,6 +378,13 @@ impl PageCache {
         self.inner().stats()
     }
 
+    /// What the calling thread went through in this cache since it
+    /// started: its hits, misses and throttle waits here, not in other
+    /// caches of the process.
+    pub fn thread_stats(&self) -> crate::ThreadStats {
+        crate::stats::thread_stats_for(self.inner().id)
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.inner().cfg
@@ -373,7 +392,7 @@ impl PageCache {
 
     /// The watermarks in force.
     pub fn watermarks(&self) -> Watermarks {
-        self.inner().wm
+        self.inner().wm.get()
     }
 
     /// Writes every dirty page of every file and makes them durable.

@@ -95,6 +95,10 @@ impl Watermarks {
 pub struct Config {
     /// Memory budget for page frames, in bytes.
     pub memory: usize,
+    /// The largest budget [`PageCache::set_memory`](crate::PageCache::set_memory)
+    /// may grow to; `None` means `memory`. Address space for this much is
+    /// reserved up front; only the frames in use cost memory.
+    pub max_memory: Option<usize>,
     /// Page size in bytes: a power of two, at least 512.
     pub page_size: usize,
     /// Watermarks; `None` derives them from the budget.
@@ -123,6 +127,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             memory: 64 << 20,
+            max_memory: None,
             page_size: 4096,
             watermarks: None,
             dirty_background_ratio: 10,
@@ -189,6 +194,22 @@ impl Config {
         self
     }
 
+    /// Sets the largest budget the cache may grow to at run time (see
+    /// [`PageCache::set_memory`](crate::PageCache::set_memory)).
+    #[must_use = "setters return the changed configuration"]
+    pub fn max_memory(mut self, bytes: usize) -> Self {
+        self.max_memory = Some(bytes);
+        self
+    }
+
+    /// Number of frames the largest budget holds (the arena's capacity).
+    pub fn max_frames(&self) -> usize {
+        self.max_memory
+            .unwrap_or(self.memory)
+            .checked_div(self.page_size)
+            .unwrap_or(0)
+    }
+
     /// Number of frames this budget holds.
     pub fn frames(&self) -> usize {
         self.memory.checked_div(self.page_size).unwrap_or(0)
@@ -221,6 +242,20 @@ impl Config {
                 "memory {} bytes is too many frames ({frames})",
                 self.memory
             ));
+        }
+        if let Some(max) = self.max_memory {
+            if max < self.memory {
+                return bad(format!(
+                    "max_memory {max} bytes is below memory {} bytes: set it at least as large",
+                    self.memory
+                ));
+            }
+            if self.max_frames() > u32::MAX as usize / 2 {
+                return bad(format!(
+                    "max_memory {max} bytes is too many frames ({})",
+                    self.max_frames()
+                ));
+            }
         }
         if self.dirty_ratio == 0 || self.dirty_ratio > 100 {
             return bad(format!(

@@ -37,7 +37,7 @@ pub enum Error {
         /// The error the backend returned.
         source: io::Error,
     },
-    /// The backend failed on a call made directly for the caller (read-in, sync, set_len).
+    /// The backend failed on a call made directly for the caller (read-in, sync, `set_len`).
     Io {
         /// What the cache was doing.
         op: &'static str,
@@ -71,7 +71,7 @@ impl Error {
     }
 }
 
-fn path_suffix(path: &Option<PathBuf>) -> String {
+fn path_suffix(path: Option<&PathBuf>) -> String {
     match path {
         Some(p) => format!(" of {}", p.display()),
         None => String::new(),
@@ -94,10 +94,10 @@ impl fmt::Display for Error {
             Error::Writeback { path, source } => write!(
                 f,
                 "writeback{} failed: {source}; every page it may have lost is dirty again and will be rewritten; sync again once the cause is fixed",
-                path_suffix(path)
+                path_suffix(path.as_ref())
             ),
             Error::Io { op, path, source } => {
-                write!(f, "{op}{} failed: {source}", path_suffix(path))
+                write!(f, "{op}{} failed: {source}", path_suffix(path.as_ref()))
             }
             Error::WouldDeadlock(what) => write!(
                 f,

@@ -72,11 +72,15 @@ impl File {
         }
     }
 
-    fn inner(&self) -> &crate::cache::Inner {
+    pub(crate) fn inner(&self) -> &crate::cache::Inner {
         &self.open.owner.inner
     }
 
-    fn m(&self) -> &Arc<Mapping> {
+    pub(crate) fn inner_arc(&self) -> &Arc<crate::cache::Inner> {
+        &self.open.owner.inner
+    }
+
+    pub(crate) fn m(&self) -> &Arc<Mapping> {
         &self.open.mapping
     }
 
@@ -88,6 +92,7 @@ impl File {
     /// A new open of the same file (like opening `/proc/self/fd/N`): it shares
     /// the cached pages but has its own writeback-error cursor, so it reports
     /// an error the other opens have already seen only if nobody had seen it.
+    #[must_use]
     pub fn reopen(&self) -> File {
         self.m().handles.fetch_add(1, Ordering::AcqRel);
         File::with_access(

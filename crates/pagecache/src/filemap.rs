@@ -17,7 +17,7 @@ use crate::stats::inc;
 use crate::throttle::{self, reclaim::TICK};
 use crate::{readahead, reclaim};
 
-/// Largest file offset accepted (the kernel's MAX_LFS_FILESIZE).
+/// Largest file offset accepted (the kernel's `MAX_LFS_FILESIZE`).
 pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 
 /// How a missing page is brought in.
@@ -48,7 +48,7 @@ pub(crate) fn get_page<'a>(
                 drop(f.lock.read_recursive());
             }
             if f.flags() & UPTODATE != 0 {
-                f.mark_referenced();
+                crate::advise::touch(m, f);
                 hit(inner);
                 return Ok((id, None));
             }
@@ -58,7 +58,7 @@ pub(crate) fn get_page<'a>(
             continue;
         }
         inc(&inner.counters.misses);
-        crate::stats::thread_update(|t| t.misses += 1);
+        crate::stats::thread_update(inner.id, |t| t.misses += 1);
         let id = reclaim::alloc_frame(inner)?;
         let f = arena.frame(id);
         let guard = f.lock.write();
@@ -115,7 +115,7 @@ pub(crate) fn get_page<'a>(
 #[inline]
 pub(crate) fn hit(inner: &Inner) {
     inc(&inner.counters.hits);
-    crate::stats::thread_update(|t| t.hits += 1);
+    crate::stats::thread_update(inner.id, |t| t.hits += 1);
 }
 
 /// Reads page `index` from the backend, with the pages after it in the same
@@ -150,7 +150,7 @@ pub(crate) fn resize_shared<'a>(inner: &Inner, m: &'a Mapping) -> Result<RwLockR
 }
 
 /// Takes a page's write lock once no writeback is reading it.
-pub(crate) fn lock_for_write<'a>(inner: &'a Inner, id: FrameId) -> RwLockWriteGuard<'a, ()> {
+pub(crate) fn lock_for_write(inner: &Inner, id: FrameId) -> RwLockWriteGuard<'_, ()> {
     let f = inner.arena.frame(id);
     loop {
         let g = f.lock.write();

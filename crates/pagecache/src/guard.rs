@@ -38,7 +38,7 @@ pub(crate) mod held {
     /// on it (so the caller must take the lock recursively).
     #[inline]
     pub(crate) fn check(mapping: u64, index: u64, write: bool) -> Result<bool> {
-        if COUNT.with(|c| c.get()) == 0 {
+        if COUNT.with(std::cell::Cell::get) == 0 {
             return Ok(false);
         }
         HELD.with(|h| {
@@ -60,23 +60,24 @@ pub(crate) mod held {
     /// Whether this thread holds any guard.
     #[inline]
     pub(crate) fn any() -> bool {
-        COUNT.with(|c| c.get()) != 0
+        COUNT.with(std::cell::Cell::get) != 0
     }
 
     /// Whether this thread holds any guard on the mapping.
     pub(crate) fn any_on(mapping: u64) -> bool {
-        COUNT.with(|c| c.get()) != 0
+        COUNT.with(std::cell::Cell::get) != 0
             && HELD.with(|h| h.borrow().iter().any(|&(m, _, _)| m == mapping))
     }
 
     /// Whether this thread holds any write guard.
     pub(crate) fn any_write() -> bool {
-        COUNT.with(|c| c.get()) != 0 && HELD.with(|h| h.borrow().iter().any(|&(_, _, w)| w))
+        COUNT.with(std::cell::Cell::get) != 0
+            && HELD.with(|h| h.borrow().iter().any(|&(_, _, w)| w))
     }
 
     /// Whether this thread holds a write guard on the mapping.
     pub(crate) fn write_on(mapping: u64) -> bool {
-        COUNT.with(|c| c.get()) != 0
+        COUNT.with(std::cell::Cell::get) != 0
             && HELD.with(|h| h.borrow().iter().any(|&(m, _, w)| m == mapping && w))
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -26,7 +26,7 @@ impl Hasher for IndexHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
     }
     fn write_u64(&mut self, n: u64) {
@@ -68,6 +68,27 @@ impl PageTable {
 
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.0.read().len()).sum()
+    }
+
+    /// The resident pages whose index is in `range`, in no order: a walk
+    /// over the shards, or lookups when the range is the smaller.
+    pub(crate) fn resident_in(&self, range: std::ops::Range<u64>) -> Vec<(u64, FrameId)> {
+        let span = range.end.saturating_sub(range.start);
+        if span <= self.len() as u64 {
+            return range
+                .filter_map(|i| self.shard(i).read().get(&i).map(|&id| (i, id)))
+                .collect();
+        }
+        let mut found = Vec::new();
+        for s in &self.shards {
+            found.extend(
+                s.0.read()
+                    .iter()
+                    .filter(|(i, _)| range.contains(i))
+                    .map(|(&i, &id)| (i, id)),
+            );
+        }
+        found
     }
 
     /// Removes and returns every page at or past `first`.
@@ -126,7 +147,7 @@ impl Inode {
     /// Whether the file still has a directory entry.
     pub(crate) fn linked(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        self.file.metadata().map(|m| m.nlink() > 0).unwrap_or(false)
+        self.file.metadata().is_ok_and(|m| m.nlink() > 0)
     }
 }
 
@@ -178,6 +199,8 @@ pub(crate) struct Mapping {
     /// readahead window (pages).
     pub(crate) ra_next: AtomicU64,
     pub(crate) ra_window: AtomicU64,
+    /// Hints given with `File::advise` (bits in `advise.rs`).
+    pub(crate) advice: AtomicU8,
 }
 
 impl Mapping {
@@ -213,6 +236,7 @@ impl Mapping {
             last_errno: AtomicI32::new(0),
             ra_next: AtomicU64::new(0),
             ra_window: AtomicU64::new(0),
+            advice: AtomicU8::new(0),
         }
     }
 
@@ -257,7 +281,7 @@ impl Mapping {
         if f.flags() & UPTODATE == 0 {
             return None;
         }
-        f.mark_referenced();
+        crate::advise::touch(self, f);
         Some((id, guard))
     }
 

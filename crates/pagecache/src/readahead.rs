@@ -15,20 +15,32 @@ use parking_lot::RwLockWriteGuard;
 use crate::backend::read_full;
 use crate::cache::Inner;
 use crate::frame::{FrameId, ORPHAN, READAHEAD, UPTODATE};
-use crate::lru;
 use crate::mapping::Mapping;
 use crate::reclaim;
 use crate::stats::add;
+use crate::{advise, lru};
 
 /// Largest readahead window.
 const MAX_BYTES: u64 = 256 * 1024;
 
+/// The largest window in pages; a file advised `Sequential` gets twice
+/// the default, as the kernel doubles `ra_pages` for `POSIX_FADV_SEQUENTIAL`.
+pub(crate) fn max_pages(page_size: usize, sequential: bool) -> u64 {
+    let bytes = if sequential { 2 * MAX_BYTES } else { MAX_BYTES };
+    (bytes / page_size as u64).max(1)
+}
+
 /// Pages to read ahead after a miss at `index`, and the window recorded.
 pub(crate) fn window(m: &Mapping, index: u64, page_size: usize) -> u64 {
-    let max = (MAX_BYTES / page_size as u64).max(1);
+    let mode = advise::ra_mode(m);
+    let max = max_pages(page_size, mode == advise::RA_SEQUENTIAL);
     let expected = m.ra_next.load(Ordering::Relaxed);
     let last = m.ra_window.load(Ordering::Relaxed);
-    let w = if index == expected || index == 0 {
+    let w = if mode == advise::RA_RANDOM {
+        1
+    } else if mode == advise::RA_SEQUENTIAL {
+        max
+    } else if index == expected || index == 0 {
         (last * 2).clamp(4, max)
     } else {
         1
@@ -53,6 +65,13 @@ pub(crate) fn read_with_window(
 ) -> io::Result<usize> {
     let ps = inner.page_size();
     let taken = take_frames(inner, m, index + 1, ahead);
+    crate::trace::slow!(
+        trace,
+        index,
+        asked = ahead,
+        taken = taken.len(),
+        "readahead window"
+    );
     // The next miss continues the sequence where this window really ends,
     // even if it ended early.
     m.ra_next
@@ -76,6 +95,38 @@ pub(crate) fn read_with_window(
     read.map(|n| n.min(ps))
 }
 
+/// Brings pages `start..start + count` in with one read, under a window's
+/// rules (free frames only, up to a resident page or the end of file), for
+/// `Advice::WillNeed`. Returns the pages taken; a failed read takes them
+/// out again, as for a window.
+pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64) -> u64 {
+    let taken = take_frames(inner, m, start, count);
+    if taken.is_empty() {
+        return 0;
+    }
+    let n = taken.len() as u64;
+    let ps = inner.page_size() as u64;
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: fresh frames, write-locked by us, not under writeback;
+        // distinct frames do not overlap.
+        let mut bufs: Vec<IoSliceMut<'_>> = taken
+            .iter()
+            .map(|(id, _)| IoSliceMut::new(unsafe { inner.arena.page_mut(*id) }))
+            .collect();
+        read_full(m.backend.as_ref(), &mut bufs, start * ps)
+    }))
+    .unwrap_or_else(|_| Err(io::Error::other("the backend panicked")));
+    crate::trace::slow!(
+        trace,
+        start,
+        pages = n,
+        ok = read.is_ok(),
+        "prefetch window"
+    );
+    finish(inner, m, start, taken, read.ok());
+    n
+}
+
 /// Free frames for pages `start..start + count`, inserted and write-locked.
 fn take_frames<'a>(
     inner: &'a Inner,
@@ -94,7 +145,7 @@ fn take_frames<'a>(
         }
         // Readahead never reclaims or waits: it takes free frames above the
         // low watermark, or stops (the kernel's __GFP_NORETRY).
-        if arena.nr_free() <= inner.wm.low {
+        if arena.nr_free() <= inner.wm.low() {
             reclaim::background::wake(inner);
             break;
         }

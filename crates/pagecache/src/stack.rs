@@ -17,6 +17,8 @@ thread_local! {
     static LOW_SP: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
+// Always inlined: it must read the stack pointer of the caller's frame.
+#[allow(clippy::inline_always)]
 #[inline(always)]
 fn current_sp() -> usize {
     let marker = 0u8;

@@ -1,5 +1,6 @@
 //! Counters, in the spirit of `/proc/vmstat`.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const SHARDS: usize = 8;
@@ -63,6 +64,7 @@ macro_rules! counters {
 
         impl Events {
             /// Counts that happened between `earlier` and `self`.
+            #[must_use]
             pub fn since(&self, earlier: &Events) -> Events {
                 Events { $($name: self.$name.saturating_sub(earlier.$name),)* }
             }
@@ -238,33 +240,58 @@ pub struct ThreadStats {
 }
 
 thread_local! {
-    static THREAD: std::cell::Cell<ThreadStats> = const {
-        std::cell::Cell::new(ThreadStats {
-            hits: 0,
-            misses: 0,
-            dirty_throttle_events: 0,
-            reclaim_throttle_events: 0,
-        })
-    };
+    /// The calling thread's counts, one entry per cache it used (by cache
+    /// id, the most recently added last). A thread uses few caches, so a
+    /// short scan from the end beats a hash on the hit path.
+    static THREAD: RefCell<Vec<(u64, ThreadStats)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The calling thread's own counts since it started.
+/// The calling thread's own counts since it started, summed over every
+/// cache it used. [`PageCache::thread_stats`](crate::PageCache::thread_stats)
+/// gives one cache's.
 pub fn thread_stats() -> ThreadStats {
-    THREAD.with(|t| t.get())
+    THREAD.with(|t| {
+        t.borrow()
+            .iter()
+            .fold(ThreadStats::default(), |a, (_, s)| ThreadStats {
+                hits: a.hits + s.hits,
+                misses: a.misses + s.misses,
+                dirty_throttle_events: a.dirty_throttle_events + s.dirty_throttle_events,
+                reclaim_throttle_events: a.reclaim_throttle_events + s.reclaim_throttle_events,
+            })
+    })
 }
 
-/// Hits and misses of page lookups made by the calling thread.
+/// Hits and misses of page lookups made by the calling thread, summed over
+/// every cache it used.
 pub fn thread_hits_misses() -> (u64, u64) {
     let t = thread_stats();
     (t.hits, t.misses)
 }
 
-#[inline]
-pub(crate) fn thread_update(f: impl FnOnce(&mut ThreadStats)) {
+/// The calling thread's counts in the cache with id `cache`.
+pub(crate) fn thread_stats_for(cache: u64) -> ThreadStats {
     THREAD.with(|t| {
-        let mut s = t.get();
-        f(&mut s);
-        t.set(s);
+        t.borrow()
+            .iter()
+            .rev()
+            .find(|(id, _)| *id == cache)
+            .map(|(_, s)| *s)
+            .unwrap_or_default()
+    })
+}
+
+#[inline]
+pub(crate) fn thread_update(cache: u64, f: impl FnOnce(&mut ThreadStats)) {
+    THREAD.with(|t| {
+        let mut v = t.borrow_mut();
+        if let Some((_, s)) = v.iter_mut().rev().find(|(id, _)| *id == cache) {
+            f(s);
+        } else {
+            let mut s = ThreadStats::default();
+            f(&mut s);
+            v.push((cache, s));
+        }
     });
 }
 

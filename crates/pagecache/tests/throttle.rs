@@ -92,7 +92,7 @@ fn readers_of_resident_pages_are_never_dirty_throttled() {
             for i in 0..1500u64 {
                 cold.write_at(&[1u8; PS], i * PS as u64).unwrap();
             }
-            assert!(pagecache::thread_stats().dirty_throttle_events > 0);
+            assert!(cache.thread_stats().dirty_throttle_events > 0);
             stop.store(true, Ordering::Relaxed);
         });
         s.spawn(|| {
@@ -106,7 +106,7 @@ fn readers_of_resident_pages_are_never_dirty_throttled() {
             }
             // The reader dirtied nothing: never paced, never waited for
             // reclaim, and all of its lookups hit.
-            let me = pagecache::thread_stats();
+            let me = cache.thread_stats();
             assert_eq!(me.dirty_throttle_events, 0);
             assert_eq!(me.reclaim_throttle_events, 0);
             assert_eq!(me.misses, 0);

@@ -80,6 +80,9 @@ pub struct Args {
 pub struct StatArgs {
     /// Mount point of a running `pagecache mount`.
     mountpoint: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: crate::stat_format::Format,
 }
 
 fn usize_of(what: &str, v: u64) -> Result<usize, CliError> {

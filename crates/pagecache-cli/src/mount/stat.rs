@@ -83,6 +83,10 @@ pub fn stat(args: StatArgs) -> Result<(), CliError> {
             path.display()
         )));
     }
-    print!("{text}");
+    let origin = path.display().to_string();
+    print!(
+        "{}",
+        crate::stat_format::render(&text, args.format, &origin)?
+    );
     Ok(())
 }

@@ -274,7 +274,8 @@ impl FaultBackend {
     /// power off: every call fails with EIO until [`FaultBackend::reboot`].
     pub fn power_cut(&self) {
         let mut s = self.shared.state.lock();
-        s.written = s.durable.clone();
+        let st = &mut *s;
+        st.written.clone_from(&st.durable);
         s.off = true;
         s.stats.power_cuts += 1;
         s.held = false;
@@ -287,7 +288,8 @@ impl FaultBackend {
     pub fn reboot(&self) {
         {
             let mut s = self.shared.state.lock();
-            s.written = s.durable.clone();
+            let s = &mut *s;
+            s.written.clone_from(&s.durable);
             s.off = false;
         }
         self.clear_faults();

@@ -77,6 +77,10 @@ impl FileBackend {
     /// anyway, as tmpfs does), the file is opened buffered, a line on stderr
     /// says so (once per file system), and [`Backend::direct_io_fallback`]
     /// is true.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of opening `path` read-write (or creating it).
     pub fn open(path: &Path, create: bool) -> io::Result<Self> {
         let buffered = open_rw(path, create, false)?;
         let direct = match memory_fs(&buffered)? {
@@ -99,6 +103,10 @@ impl FileBackend {
 
     /// Opens `path` with buffered I/O only: the kernel's page cache holds the
     /// file's pages as well as the cache's frames.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of opening `path` read-write (or creating it).
     pub fn open_buffered(path: &Path, create: bool) -> io::Result<Self> {
         Ok(Self::new(open_rw(path, create, false)?, None, false))
     }

@@ -18,6 +18,9 @@ pub use mem::MemBackend;
 ///
 /// Implementations must be safe to call from several threads at once; the
 /// cache never issues overlapping writes to the same byte range concurrently.
+// The errors are the implementor's own I/O errors; the cache passes them to
+// its caller (`Error::Io`, `Error::Writeback`), so there is nothing to list.
+#[allow(clippy::missing_errors_doc)]
 pub trait Backend: Send + Sync + 'static {
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at end of file.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

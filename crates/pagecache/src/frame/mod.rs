@@ -21,7 +21,7 @@
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 mod state;
 #[cfg(all(test, loom))]
@@ -71,7 +71,7 @@ impl Frame {
 
     #[inline]
     pub(crate) fn mark_referenced(&self) {
-        self.state.mark_referenced()
+        self.state.mark_referenced();
     }
 }
 
@@ -82,6 +82,10 @@ pub(crate) struct Arena {
     layout: Layout,
     pub(crate) page_size: usize,
     free: ArrayQueue<FrameId>,
+    /// Frames the budget allows now (`PageCache::set_memory`); the rest of
+    /// `frames` is parked: out of use, its bytes given back to the system.
+    limit: AtomicUsize,
+    pub(crate) parked: parking_lot::Mutex<Vec<FrameId>>,
 }
 
 // SAFETY: the arena owns its allocation outright; all access to page bytes
@@ -94,7 +98,7 @@ unsafe impl Sync for Arena {}
 impl Arena {
     /// `None` if the page bytes cannot be allocated (a budget larger than
     /// the machine can give).
-    pub(crate) fn new(nframes: usize, page_size: usize) -> Option<Self> {
+    pub(crate) fn new(nframes: usize, limit: usize, page_size: usize) -> Option<Self> {
         let layout = Layout::from_size_align(nframes * page_size, page_size.max(4096))
             .expect("validated config gives a valid layout");
         // SAFETY: the layout has non-zero size (config validation ensures at
@@ -111,7 +115,7 @@ impl Arena {
             })
             .collect::<Box<[_]>>();
         let free = ArrayQueue::new(nframes);
-        for id in 0..nframes as FrameId {
+        for id in 0..limit as FrameId {
             let _ = free.push(id);
         }
         Some(Arena {
@@ -120,11 +124,24 @@ impl Arena {
             layout,
             page_size,
             free,
+            limit: AtomicUsize::new(limit),
+            parked: parking_lot::Mutex::new((limit as FrameId..nframes as FrameId).rev().collect()),
         })
     }
 
+    /// Frames the budget allows now: what watermarks, dirty levels and
+    /// statistics are relative to.
     #[inline]
     pub(crate) fn len(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_limit(&self, frames: usize) {
+        self.limit.store(frames, Ordering::Relaxed);
+    }
+
+    /// Frames allocated, parked or not.
+    pub(crate) fn capacity(&self) -> usize {
         self.frames.len()
     }
 

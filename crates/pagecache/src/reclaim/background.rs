@@ -24,18 +24,18 @@ pub(crate) fn run(inner: &Inner) {
         if inner.shutdown.load(Ordering::Acquire) {
             return;
         }
-        if arena.nr_free() >= inner.wm.low {
+        if arena.nr_free() >= inner.wm.low() {
             inner.kswapd.wait(seen, Duration::from_millis(100));
             continue;
         }
-        while arena.nr_free() < inner.wm.high && !inner.shutdown.load(Ordering::Acquire) {
+        while arena.nr_free() < inner.wm.high() && !inner.shutdown.load(Ordering::Acquire) {
             let progress_seen = inner.progress.seq();
             let scan = direct::shrink(inner, BATCH, Reclaimer::Background);
             let waitable = scan.dirty + scan.writeback + scan.pinned > 0;
             if scan.freed == 0 && (waitable || scan.scanned == 0) {
                 // Nothing clean: wait for writeback to make some.
                 throttle::reclaim::wait_quiet(inner, progress_seen);
-                if arena.nr_free() >= inner.wm.low {
+                if arena.nr_free() >= inner.wm.low() {
                     break;
                 }
             }

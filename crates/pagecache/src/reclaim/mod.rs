@@ -22,7 +22,7 @@ use crate::stack::AllocScope;
 use crate::stats::{add, inc, Counter};
 use crate::throttle;
 
-/// Frames one reclaim pass tries to free (the kernel's SWAP_CLUSTER_MAX).
+/// Frames one reclaim pass tries to free (the kernel's `SWAP_CLUSTER_MAX`).
 pub(crate) const BATCH: usize = 32;
 
 /// Who is reclaiming: the counters and the dirty-page decision differ.
@@ -36,12 +36,12 @@ pub(crate) enum Reclaimer {
 pub(crate) fn alloc_frame(inner: &Inner) -> Result<FrameId> {
     let _scope = AllocScope::enter(&inner.counters.alloc_stack_peak_bytes);
     let arena = &inner.arena;
-    if arena.nr_free() < inner.wm.low {
+    if arena.nr_free() < inner.wm.low() {
         background::wake(inner);
     }
     // Below `min`, the allocator pays for reclaim itself before taking a frame.
     let mut stall = None;
-    if arena.nr_free() <= inner.wm.min {
+    if arena.nr_free() <= inner.wm.min() {
         stall = Some(Stall::start(&inner.counters.alloc_stall_ns));
         direct::shrink(inner, BATCH, Reclaimer::Direct);
     }

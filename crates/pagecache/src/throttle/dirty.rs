@@ -104,7 +104,7 @@ pub(crate) fn levels(inner: &Inner) -> Levels {
         .min(limit - 1);
     Levels {
         background,
-        freerun: (background + limit) / 2,
+        freerun: usize::midpoint(background, limit),
         limit,
     }
 }
@@ -166,13 +166,14 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         DEBT.with(|d| d.set(0));
         return Ok(());
     }
-    let debt = DEBT.with(|d| d.get()) + pages;
+    let debt = DEBT.with(std::cell::Cell::get) + pages;
     let start = Instant::now();
     let mut last_progress = (inner.counters.writeback_pages.get(), Instant::now());
     // Hard stop at the limit: wait for writeback to bring the count down —
     // unless this thread holds a write guard, whose page writeback cannot
     // take: it would wait on itself. It is only paced below.
     let may_wait = !crate::guard::held::any_write();
+    crate::trace::slow_span!("dirty_throttle", dirty, limit = l.limit);
     while may_wait && dirty >= l.limit {
         if inner.shutdown.load(Ordering::Acquire) {
             return Err(Error::Shutdown);
@@ -180,8 +181,14 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         let seen = inner.progress.seq();
         inner.writeback.kick_background();
         inner.progress.wait(seen, MAX_PAUSE);
+        crate::trace::slow!(
+            debug,
+            dirty,
+            limit = l.limit,
+            "dirtier waited at the dirty limit"
+        );
         inc(&inner.counters.dirty_throttle_events);
-        crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
+        crate::stats::thread_update(inner.id, |t| t.dirty_throttle_events += 1);
         let written = inner.counters.writeback_pages.get();
         if written != last_progress.0 {
             last_progress = (written, Instant::now());
@@ -212,8 +219,9 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     } else {
         DEBT.with(|d| d.set(0));
         std::thread::sleep(pause);
+        crate::trace::slow!(debug, ?pause, dirty, ratio, "dirtier paused");
         inc(&inner.counters.dirty_throttle_events);
-        crate::stats::thread_update(|t| t.dirty_throttle_events += 1);
+        crate::stats::thread_update(inner.id, |t| t.dirty_throttle_events += 1);
     }
     let waited = start.elapsed();
     if waited >= MIN_PAUSE {

@@ -13,15 +13,18 @@ pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// Waits for progress after `seen` on behalf of an allocator, counted.
 pub(crate) fn wait(inner: &Inner, seen: u64) {
+    crate::trace::slow_span!("reclaim_throttle");
     let start = Instant::now();
     inner.writeback.kick_background();
     inner.progress.wait(seen, TICK);
     inc(&inner.counters.reclaim_throttle_events);
-    crate::stats::thread_update(|t| t.reclaim_throttle_events += 1);
+    crate::stats::thread_update(inner.id, |t| t.reclaim_throttle_events += 1);
+    let waited = start.elapsed();
     add(
         &inner.counters.reclaim_throttle_ns,
-        start.elapsed().as_nanos() as u64,
+        waited.as_nanos() as u64,
     );
+    crate::trace::slow!(debug, ?waited, "allocator waited for writeback progress");
 }
 
 /// The same wait for the background reclaimer, not counted as throttling.

@@ -85,6 +85,7 @@ pub(crate) fn commit(inner: &Inner, m: &Mapping) -> io::Result<()> {
         Ok(()) => committed(inner, m, gen),
         Err(e) => {
             inc(&inner.counters.commit_errors);
+            crate::trace::slow!(warn, path = ?m.path, error = %e, "backend sync failed; unstable pages are dirty again");
             let errno = e.raw_os_error().unwrap_or(super::libc_eio());
             uncommit_all(inner, m);
             super::writepages::record_failure(inner, m, errno);

@@ -86,6 +86,8 @@ impl IoPool {
     }
 }
 
+// Takes the run: it is done with here (its frames and completion sender).
+#[allow(clippy::needless_pass_by_value)]
 fn execute(inner: &Inner, run: Run) {
     let pool = &inner.io;
     let now = || inner.epoch.elapsed().as_nanos() as u64;
@@ -108,6 +110,8 @@ fn execute(inner: &Inner, run: Run) {
 }
 
 /// An I/O thread's loop.
+// The thread owns its receiver for its whole life.
+#[allow(clippy::needless_pass_by_value)]
 pub(crate) fn worker(inner: &Inner, rx: Receiver<Run>) {
     while let Ok(run) = rx.recv() {
         execute(inner, run);

@@ -232,6 +232,7 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
     let ok = result.is_ok();
     if let Err(e) = &result {
         inc(&inner.counters.writeback_errors);
+        crate::trace::slow!(warn, path = ?m.path, first = run.first, pages = run.frames.len(), error = %e, "writeback failed; the pages stay dirty");
         record_failure(inner, m, e.raw_os_error().unwrap_or(super::libc_eio()));
         for &(index, id) in &pages {
             end_writeback_failed(inner, m, id, index);
