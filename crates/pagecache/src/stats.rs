@@ -102,9 +102,10 @@ counters! {
     pgreclaim_freed_on_writeback,
     /// Frames moved to the active list.
     pgactivate,
-    /// Frames reclaim flagged for writeback or commit and moved to the
-    /// active list rather than rescanned (not under `legacy`).
-    pgactivate_flagged,
+    /// Frames reclaim flagged for writeback or commit and parked off the
+    /// scanned lists until their I/O ends, rather than rescanned (not under
+    /// `legacy`).
+    pgparked_for_io,
     /// Pages written by an allocating thread (only under `legacy`).
     direct_reclaim_writes,
     /// Pages written by the background reclaimer (only under `legacy`).
