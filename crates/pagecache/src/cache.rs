@@ -31,6 +31,11 @@ pub(crate) struct Registry {
     by_inode: HashMap<(u64, u64), u64>,
 }
 
+/// How long shutdown waits for a write still in flight on a file the
+/// stopping thread holds a guard on (a writer stuck behind that guard
+/// refuses to acknowledge its write instead).
+const LATE_WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// State shared by handles and background threads.
 pub(crate) struct Inner {
     pub(crate) cfg: Config,
@@ -57,6 +62,9 @@ pub(crate) struct Inner {
     /// Set when shutdown begins: from then on writes and syncs fail with
     /// `Error::Shutdown` (they could not be written back).
     pub(crate) closing: AtomicBool,
+    /// Set once shutdown's final write-back has run: a write still in
+    /// flight then fails instead of being acknowledged.
+    pub(crate) stopped: AtomicBool,
     /// Set once the final write-back is done: background threads exit.
     pub(crate) shutdown: AtomicBool,
     pub(crate) epoch: Instant,
@@ -78,6 +86,16 @@ impl Inner {
 
     /// `Err(Shutdown)` once shutdown has begun; writers check it under
     /// their mapping's `resize` lock, which shutdown drains.
+    /// `Err(Shutdown)` once shutdown's final write-back has run: called by
+    /// a writer, under `resize`, before it acknowledges a write.
+    pub(crate) fn check_not_stopped(&self) -> Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            Err(Error::Shutdown)
+        } else {
+            Ok(())
+        }
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closing.load(Ordering::Acquire) {
             Err(Error::Shutdown)
@@ -173,14 +191,33 @@ impl Owner {
         // A writer checks `closing` under its mapping's resize lock: taking
         // each lock once waits out writers that passed the check before it
         // was set, so every write acknowledged is dirty by now and written
-        // below. (Not on a mapping this thread holds a guard on: a writer
-        // waiting for that page would wait forever.)
+        // below. Not on a mapping this thread holds a guard on: a writer
+        // waiting for that page would wait forever; those are handled after.
+        let mut guarded = Vec::new();
         for m in inner.mappings() {
-            if !crate::guard::held::any_on(m.id) {
+            if crate::guard::held::any_on(m.id) {
+                guarded.push(m);
+            } else {
                 drop(m.resize.write());
             }
         }
-        let result = writeback::sync_all(inner);
+        let mut result = writeback::sync_all(inner);
+        // From here a write still in flight on a guarded mapping refuses to
+        // return `Ok` (it checks `stopped` before letting go of `resize`);
+        // one that checked earlier is waited out and its file synced again.
+        inner.stopped.store(true, Ordering::Release);
+        for m in guarded {
+            if let Some(g) = m.resize.try_write_for(LATE_WRITER_WAIT) {
+                drop(g);
+                let synced = writeback::sync_mapping(inner, &m, 0..u64::MAX);
+                if let (Ok(()), Err(source)) = (&result, synced) {
+                    result = Err(Error::Writeback {
+                        path: m.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
         self.stop_threads();
         result
     }
@@ -263,6 +300,7 @@ impl PageCache {
             wbt: Wbt::new(cfg.io_depth),
             bandwidth: Bandwidth::default(),
             closing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             epoch: Instant::now(),
             prefetcher: crate::advise::Prefetcher::default(),
@@ -403,6 +441,9 @@ impl PageCache {
     /// written. `Error::Shutdown` after [`PageCache::shutdown`].
     pub fn sync_all(&self) -> Result<()> {
         self.inner().check_open()?;
+        if crate::guard::held::any_write() {
+            return Err(Error::WouldDeadlock("sync_all"));
+        }
         writeback::sync_all(self.inner())
     }
 
@@ -414,6 +455,9 @@ impl PageCache {
     /// # Errors
     /// As [`PageCache::sync_all`].
     pub fn shutdown(self) -> Result<()> {
+        if crate::guard::held::any_write() {
+            return Err(Error::WouldDeadlock("shutdown"));
+        }
         self.owner.stop()
     }
 }

@@ -318,13 +318,17 @@ impl File {
         m.size.fetch_max(offset + ps, Ordering::AcqRel);
         filemap::mark_dirty(inner, m, id, index);
         held::push(m.id, index, true);
-        Ok(PageWriteGuard {
+        let guard = PageWriteGuard {
             arena: &inner.arena,
             id,
             lock: Some(lock),
             mapping: m.id,
             index,
-        })
+        };
+        // Still under `resize`: shutdown's final write-back may have missed
+        // this page (the guard is dropped on the way out).
+        inner.check_not_stopped()?;
+        Ok(guard)
     }
 }
 

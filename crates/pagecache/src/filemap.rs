@@ -279,5 +279,8 @@ pub(crate) fn write_at(inner: &Inner, m: &Mapping, buf: &[u8], offset: u64) -> R
         arena.unpin(id);
         pos += n as u64;
     }
+    // Still under `resize`: shutdown's final write-back may have missed
+    // this write, so it must not be acknowledged.
+    inner.check_not_stopped()?;
     Ok(buf.len())
 }

@@ -137,11 +137,13 @@ impl FrameState {
             .is_ok()
     }
 
-    /// ORPHAN, unpinned, not under writeback → FREE. Exactly one caller wins.
+    /// ORPHAN, unpinned, not under writeback, its dirty and unstable state
+    /// dropped by whoever orphaned it (so the counts stay exact) → FREE.
+    /// Exactly one caller wins.
     pub(crate) fn try_free_orphan(&self) -> bool {
         let mut cur = self.load();
         loop {
-            if cur & ORPHAN == 0 || cur & (PIN_MASK | WRITEBACK | FREE) != 0 {
+            if cur & ORPHAN == 0 || cur & (PIN_MASK | WRITEBACK | DIRTY | UNSTABLE | FREE) != 0 {
                 return false;
             }
             match self
@@ -213,13 +215,19 @@ impl FrameState {
     /// A sync failed: the device may have dropped the write, so UNSTABLE →
     /// DIRTY in one step (rewritten by the next writeback). Returns (was
     /// unstable, newly dirty).
+    /// A truncated page (ORPHAN) only loses UNSTABLE: its bytes are no
+    /// longer the file's.
     pub(crate) fn uncommit(&self) -> (bool, bool) {
         let mut cur = self.load();
         loop {
             if cur & UNSTABLE == 0 {
                 return (false, false);
             }
-            let new = (cur | DIRTY) & !UNSTABLE;
+            let new = if cur & ORPHAN != 0 {
+                cur & !UNSTABLE
+            } else {
+                (cur | DIRTY) & !UNSTABLE
+            };
             match self
                 .0
                 .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)

@@ -158,7 +158,9 @@ fn dirty_for(inner: &Inner, m: &Mapping, l: &Levels, dirty: usize) -> usize {
 pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Result<()> {
     let l = levels(inner);
     let mut dirty = nr_dirty(inner);
-    if dirty > l.background {
+    // Counted with the pages about to be dirtied: a write that crosses the
+    // threshold starts writeback, not only the one after it.
+    if dirty.saturating_add(pages as usize) > l.background {
         inner.writeback.kick_background();
     }
     dirty = dirty_for(inner, m, &l, dirty);

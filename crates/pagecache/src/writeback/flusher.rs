@@ -31,8 +31,15 @@ pub(crate) fn run(inner: &Inner) {
             flush(inner, &m, reason, usize::MAX);
             continue;
         }
-        if wb.take_background() && nr_dirty(inner) > levels(inner).background {
-            background(inner);
+        // The flag is a hint to look now; the count is what decides, checked
+        // on every wakeup (the kernel's `wb_check_background_flush`), so a
+        // kick lost to a race costs at most one wait. A pass that wrote
+        // nothing (every file busy or backing off) waits before trying again.
+        let kicked = wb.take_background();
+        if (kicked || nr_dirty(inner) > levels(inner).background)
+            && nr_dirty(inner) > levels(inner).background
+            && background(inner) > 0
+        {
             continue;
         }
         if last_periodic.elapsed() >= interval {
@@ -130,14 +137,16 @@ fn dirty_mappings(inner: &Inner) -> Vec<(Instant, Arc<Mapping>)> {
     v
 }
 
-/// Writes until dirty pages are under the background threshold.
-fn background(inner: &Inner) {
+/// Writes until dirty pages are under the background threshold; returns
+/// pages written or committed.
+fn background(inner: &Inner) -> usize {
     let target = levels(inner).background;
+    let mut total = 0;
     loop {
         let mut progress = 0;
         for (_, m) in dirty_mappings(inner) {
             if nr_dirty(inner) <= target || inner.shutdown.load(Ordering::Acquire) {
-                return;
+                return total + progress;
             }
             progress += flush(inner, &m, Reason::Background, CHUNK);
             // Reclaim requests jump the queue between chunks.
@@ -145,8 +154,9 @@ fn background(inner: &Inner) {
                 progress += flush(inner, &m, reason, usize::MAX);
             }
         }
+        total += progress;
         if progress == 0 {
-            return;
+            return total;
         }
     }
 }

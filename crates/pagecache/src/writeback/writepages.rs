@@ -96,7 +96,17 @@ fn write_indexes(
             m.note_clean(index);
             continue;
         };
-        let started = start_writeback(inner, m, id, index, sync);
+        // Never wait for a page while holding pages of an unsubmitted run
+        // under writeback: the page's holder (a guard) may be waiting for
+        // one of them. Submit what is gathered, then wait.
+        let mut started = start_writeback(inner, m, id, index, false);
+        if !started && sync {
+            if !run.frames.is_empty() {
+                let full = std::mem::replace(&mut run, Run::new(m.clone(), done_tx.clone()));
+                submit(inner, full, &mut inflight, &done_rx);
+            }
+            started = start_writeback(inner, m, id, index, true);
+        }
         arena.unpin(id);
         if !started {
             continue;
