@@ -315,7 +315,9 @@ impl File {
             None => filemap::lock_for_write(inner, id),
         };
         let ps = inner.page_size() as u64;
-        m.size.fetch_max(offset + ps, Ordering::AcqRel);
+        // The last page below the largest file size ends at that size.
+        m.size
+            .fetch_max((offset + ps).min(filemap::MAX_FILE_SIZE), Ordering::AcqRel);
         filemap::mark_dirty(inner, m, id, index);
         held::push(m.id, index, true);
         let guard = PageWriteGuard {

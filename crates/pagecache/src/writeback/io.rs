@@ -97,6 +97,9 @@ fn execute(inner: &Inner, run: Run) {
     super::writepages::write_run(inner, &run);
     inner.wbt.pending.fetch_sub(1, Ordering::AcqRel);
     inner.wbt.tick(inner.epoch);
+    // Passes waiting for the depth to free up look at `pending`: wake them
+    // after it dropped, not only at completion (before it did).
+    inner.progress.notify();
     if pool.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
         let since = pool.busy_since_ns.load(Ordering::Relaxed);
         add(
