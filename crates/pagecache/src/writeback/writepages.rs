@@ -51,6 +51,9 @@ pub(crate) fn writepages(
     submitted
 }
 
+/// Full `max_io` windows one reclaim request may write in a row.
+const STREAM_WINDOWS: u64 = 4;
+
 /// Writeback for reclaim: only the dirty pages in the `max_io`-sized
 /// windows around the pages reclaim flagged, so that what reclaim waits for
 /// is written in large runs while the rest of the dirty set stays in memory
@@ -63,14 +66,28 @@ pub(crate) fn writepages_around(inner: &Inner, m: &Arc<Mapping>, flagged: &[u64]
     windows.dedup();
     let indexes: Vec<u64> = {
         let d = m.dirty.lock();
-        windows
-            .iter()
-            .flat_map(|w| {
-                let start = w * max_pages;
-                d.pages.range(start..start.saturating_add(max_pages))
-            })
-            .copied()
-            .collect()
+        let mut out: Vec<u64> = Vec::new();
+        for &w in &windows {
+            // A window dirty from end to end is a stream being written: take
+            // the following windows too while they are just as full, up to
+            // `STREAM_WINDOWS`, so its writes overlap the writer instead of
+            // trickling out one reclaim request at a time. Sparse windows
+            // (random updates) stay single, their other dirty pages left to
+            // absorb rewrites.
+            for k in 0..STREAM_WINDOWS {
+                let start = (w + k) * max_pages;
+                let end = start.saturating_add(max_pages);
+                if out.last().is_some_and(|&l| l >= start) {
+                    break;
+                }
+                let before = out.len();
+                out.extend(d.pages.range(start..end).copied());
+                if (out.len() - before) as u64 != max_pages {
+                    break;
+                }
+            }
+        }
+        out
     };
     write_indexes(inner, m, false, indexes).0
 }
