@@ -71,10 +71,11 @@ pub(crate) fn touch(m: &Mapping, f: &Frame) {
     }
 }
 
-/// The background prefetcher: one thread per cache, started on the first
-/// `WillNeed`, fed through a channel. It holds the cache weakly between
-/// jobs, so it never keeps a dropped cache alive; it exits when the cache
-/// (and with it the sender) is gone.
+/// The background readers: `READERS` threads per cache, started on the
+/// first `WillNeed` or asynchronous readahead window, fed through one
+/// channel. They hold the cache weakly between jobs, so they never keep a
+/// dropped cache alive; they exit when the cache (and with it the sender)
+/// is gone.
 #[derive(Default)]
 pub(crate) struct Prefetcher {
     tx: Mutex<Option<Sender<Job>>>,
@@ -83,18 +84,28 @@ pub(crate) struct Prefetcher {
 struct Job {
     mapping: Arc<Mapping>,
     pages: Range<u64>,
+    /// A readahead window (read as one, from its first page, with this page
+    /// marked), rather than a `WillNeed` range.
+    marker: Option<u64>,
 }
+
+/// Background reader threads: two, so a window is read while another
+/// reader's next one waits behind a slow read.
+const READERS: usize = 2;
 
 impl Prefetcher {
     fn submit(&self, inner: &Arc<Inner>, job: Job) -> Result<()> {
         let mut tx = self.tx.lock();
         if tx.is_none() {
             let (s, r) = unbounded();
-            let weak = Arc::downgrade(inner);
-            std::thread::Builder::new()
-                .name("pc-prefetch".into())
-                .spawn(move || run(&weak, &r))
-                .map_err(|e| Error::io("spawning the prefetch thread", None, e))?;
+            for _ in 0..READERS {
+                let weak = Arc::downgrade(inner);
+                let r = r.clone();
+                std::thread::Builder::new()
+                    .name("pc-prefetch".into())
+                    .spawn(move || run(&weak, &r))
+                    .map_err(|e| Error::io("spawning the prefetch thread", None, e))?;
+            }
             *tx = Some(s);
         }
         if let Some(s) = tx.as_ref() {
@@ -104,6 +115,25 @@ impl Prefetcher {
         }
         Ok(())
     }
+
+    /// Submits the readahead window `pages`, whose page `marker` gets the
+    /// marker.
+    pub(crate) fn readahead(
+        &self,
+        inner: &Arc<Inner>,
+        m: &Arc<Mapping>,
+        pages: Range<u64>,
+        marker: u64,
+    ) -> Result<()> {
+        self.submit(
+            inner,
+            Job {
+                mapping: m.clone(),
+                pages,
+                marker: Some(marker),
+            },
+        )
+    }
 }
 
 fn run(inner: &Weak<Inner>, rx: &Receiver<Job>) {
@@ -111,14 +141,32 @@ fn run(inner: &Weak<Inner>, rx: &Receiver<Job>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        prefetch_now(&inner, &job.mapping, job.pages);
+        if inner.closing.load(Ordering::Acquire) {
+            continue;
+        }
+        let Job {
+            mapping,
+            pages,
+            marker,
+        } = job;
+        if marker.is_some() {
+            readahead::populate_window(
+                &inner,
+                &mapping,
+                pages.start,
+                pages.end - pages.start,
+                marker,
+            );
+        } else {
+            prefetch_now(&inner, &mapping, pages);
+        }
     }
 }
 
 /// Reads the missing pages of `pages` in windows, skipping resident ones,
 /// until the range is in or free frames run short.
 fn prefetch_now(inner: &Inner, m: &Mapping, pages: Range<u64>) {
-    let chunk = readahead::max_pages(inner.page_size(), true);
+    let chunk = readahead::max_pages(inner, true);
     let end = pages.end.min(m.size().div_ceil(inner.page_size() as u64));
     let mut index = pages.start;
     while index < end {
@@ -129,7 +177,7 @@ fn prefetch_now(inner: &Inner, m: &Mapping, pages: Range<u64>) {
             index += 1;
             continue;
         }
-        let n = readahead::populate_window(inner, m, index, (end - index).min(chunk));
+        let n = readahead::populate_window(inner, m, index, (end - index).min(chunk), None);
         if n == 0 {
             if m.lookup(index).is_none() {
                 // No free frame above the low watermark: prefetch never
@@ -209,6 +257,7 @@ impl File {
                         Job {
                             mapping: m.clone(),
                             pages,
+                            marker: None,
                         },
                     )?;
                 }
