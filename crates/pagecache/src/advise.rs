@@ -84,14 +84,16 @@ pub(crate) struct Prefetcher {
 struct Job {
     mapping: Arc<Mapping>,
     pages: Range<u64>,
-    /// A readahead window (read as one, from its first page, with this page
-    /// marked), rather than a `WillNeed` range.
+    /// A piece of a readahead window (read as one, from its first page),
+    /// rather than a `WillNeed` range.
+    window: bool,
+    /// The window's page that gets the marker.
     marker: Option<u64>,
 }
 
-/// Background reader threads: two, so a window is read while another
-/// reader's next one waits behind a slow read.
-const READERS: usize = 2;
+/// Background reader threads: enough to keep a window's pieces in flight at
+/// once (a device reads several large requests faster than one).
+const READERS: usize = 4;
 
 impl Prefetcher {
     fn submit(&self, inner: &Arc<Inner>, job: Job) -> Result<()> {
@@ -117,22 +119,31 @@ impl Prefetcher {
     }
 
     /// Submits the readahead window `pages`, whose page `marker` gets the
-    /// marker.
+    /// marker, in pieces of at most `piece` pages that the background
+    /// readers read at once (the first piece, with the marker, first).
     pub(crate) fn readahead(
         &self,
         inner: &Arc<Inner>,
         m: &Arc<Mapping>,
         pages: Range<u64>,
         marker: u64,
+        piece: u64,
     ) -> Result<()> {
-        self.submit(
-            inner,
-            Job {
-                mapping: m.clone(),
-                pages,
-                marker: Some(marker),
-            },
-        )
+        let mut start = pages.start;
+        while start < pages.end {
+            let end = pages.end.min(start + piece.max(1));
+            self.submit(
+                inner,
+                Job {
+                    mapping: m.clone(),
+                    pages: start..end,
+                    window: true,
+                    marker: (start..end).contains(&marker).then_some(marker),
+                },
+            )?;
+            start = end;
+        }
+        Ok(())
     }
 }
 
@@ -147,16 +158,11 @@ fn run(inner: &Weak<Inner>, rx: &Receiver<Job>) {
         let Job {
             mapping,
             pages,
+            window,
             marker,
         } = job;
-        if marker.is_some() {
-            readahead::populate_window(
-                &inner,
-                &mapping,
-                pages.start,
-                pages.end - pages.start,
-                marker,
-            );
+        if window {
+            readahead::read_window(&inner, &mapping, pages, marker);
         } else {
             prefetch_now(&inner, &mapping, pages);
         }
@@ -257,6 +263,7 @@ impl File {
                         Job {
                             mapping: m.clone(),
                             pages,
+                            window: false,
                             marker: None,
                         },
                     )?;

@@ -18,6 +18,7 @@
 //! (interleaved streams) restarts that open's window after the resident run.
 
 use std::io::{self, IoSliceMut};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -29,7 +30,16 @@ use crate::frame::{FrameId, ORPHAN, RA_MARKER, READAHEAD, UPTODATE};
 use crate::mapping::Mapping;
 use crate::reclaim;
 use crate::stats::add;
+use crate::throttle::reclaim::TICK;
 use crate::{advise, lru};
+
+/// How many times a background reader waits for free frames within one
+/// piece of a window before leaving the rest to the reader's misses.
+const REFILL_WAITS: u32 = 2;
+
+/// Largest single read of an asynchronous window: a larger window is read
+/// as several reads in flight at once.
+const PIECE_BYTES: usize = 512 << 10;
 
 /// An open's readahead state (the kernel's `file_ra_state`).
 #[derive(Default)]
@@ -223,9 +233,33 @@ pub(crate) fn marker_hit(inner: &Arc<Inner>, m: &Arc<Mapping>, ra: Ra<'_>, index
     }
     // Readahead is a hint: if the background reader cannot be started, the
     // reader's own misses read the pages instead.
+    let piece = (PIECE_BYTES / inner.page_size()).max(1) as u64;
     let _ = inner
         .prefetcher
-        .readahead(inner, m, next.start..end, next.marker());
+        .readahead(inner, m, next.start..end, next.marker(), piece);
+}
+
+/// Reads a piece of an asynchronous window (a background reader's job).
+/// Where free frames run out at the low watermark, it waits a little for
+/// background reclaim to make room (a background reader may wait; it never
+/// reclaims), then reads the rest; it stops at a resident page.
+pub(crate) fn read_window(inner: &Inner, m: &Mapping, pages: Range<u64>, marker: Option<u64>) {
+    let end = pages.end.min(m.size().div_ceil(inner.page_size() as u64));
+    let mut start = pages.start;
+    let mut waits = 0;
+    while start < end {
+        start += populate_window(inner, m, start, end - start, marker);
+        if start >= end || m.lookup(start).is_some() || waits == REFILL_WAITS {
+            return;
+        }
+        waits += 1;
+        // One tick at most: reclaim may be stuck behind writeback, and the
+        // reader's own miss can then do better than this thread.
+        let seen = inner.progress.seq();
+        if inner.arena.nr_free() <= inner.wm.low() && !inner.closing.load(Ordering::Acquire) {
+            inner.progress.wait(seen, TICK);
+        }
+    }
 }
 
 /// Reads page `index` into `page` (a fresh frame the caller holds
