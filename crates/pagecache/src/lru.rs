@@ -9,6 +9,15 @@
 //! push the hot set out: this is what makes the policy scan-resistant, at the
 //! cost of one list lock taken on insertion and by reclaim, never on a hit.
 //!
+//! A page reclaim flagged for writeback or commit waits on a third list,
+//! `io`, that reclaim does not scan: it is freed when its I/O ends (its entry
+//! goes stale), and one that is still in use then (referenced, pinned) goes
+//! back to the inactive list when `balance` finds its I/O over. Rotating
+//! such pages on the inactive list made reclaim rescan them over and over;
+//! moving them to the active list (the kernel's `activate_locked`) made the
+//! active list look large, so that balancing demoted the hot set in their
+//! place.
+//!
 //! Entries carry the frame's generation; a frame freed elsewhere (truncate,
 //! writeback completion of a reclaim-flagged page) leaves a stale entry that
 //! reclaim drops when it reaches it.
@@ -18,7 +27,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
-use crate::frame::{Arena, FrameId, ACTIVE, REFERENCED};
+use crate::frame::{Arena, FrameId, ACTIVE, REFERENCED, UNSTABLE, WRITEBACK};
 
 /// The active list may hold this many times the inactive list's pages (the
 /// kernel's `inactive_ratio` at about 1 GiB). A larger ratio protects a
@@ -33,6 +42,8 @@ pub(crate) type Entry = (FrameId, u32);
 struct Lists {
     inactive: VecDeque<Entry>,
     active: VecDeque<Entry>,
+    /// Flagged by reclaim, waiting for their write or commit.
+    io: VecDeque<Entry>,
 }
 
 /// Both lists under one lock. Heads are the front, tails the back.
@@ -85,6 +96,15 @@ impl Lru {
         l.inactive.rotate_right(n);
     }
 
+    /// Parks pages reclaim flagged for I/O where reclaim does not scan.
+    pub(crate) fn park(&self, entries: &[Entry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut l = self.lists.lock();
+        l.io.extend(entries.iter().copied());
+    }
+
     /// Moves referenced pages to the active head.
     pub(crate) fn activate(&self, entries: &[Entry]) {
         if entries.is_empty() {
@@ -103,6 +123,21 @@ impl Lru {
     /// only clean pages may be on the active list.
     pub(crate) fn balance(&self, arena: &Arena, n: usize, force: bool) {
         let mut l = self.lists.lock();
+        // Parked pages stay while their write or commit is under way. Those
+        // whose I/O is over but were not freed by it (in use meanwhile), and
+        // dirty ones whose write has not started (the flushers may have been
+        // busy with the file), go back where reclaim sees them again.
+        for _ in 0..n.min(l.io.len()) {
+            let Some(e) = l.io.pop_front() else { break };
+            if is_stale(arena, e) {
+                continue;
+            }
+            if arena.frame(e.0).flags() & (WRITEBACK | UNSTABLE) != 0 {
+                l.io.push_back(e);
+            } else {
+                l.inactive.push_front(e);
+            }
+        }
         for _ in 0..n {
             if !force && l.active.len() <= l.inactive.len() * ACTIVE_RATIO {
                 break;
@@ -120,15 +155,17 @@ impl Lru {
             }
         }
         // Stale entries only leave when scanned; bound the lists anyway.
-        if l.inactive.len() + l.active.len() > arena.len() * 3 {
+        if l.inactive.len() + l.active.len() + l.io.len() > arena.len() * 3 {
             l.inactive.retain(|&e| !is_stale(arena, e));
             l.active.retain(|&e| !is_stale(arena, e));
+            l.io.retain(|&e| !is_stale(arena, e));
         }
     }
 
-    /// (inactive, active) lengths, stale entries included.
+    /// (inactive, active) lengths, stale entries included; pages parked
+    /// for I/O count as inactive (they are the next to go).
     pub(crate) fn lens(&self) -> (usize, usize) {
         let l = self.lists.lock();
-        (l.inactive.len(), l.active.len())
+        (l.inactive.len() + l.io.len(), l.active.len())
     }
 }

@@ -102,9 +102,10 @@ counters! {
     pgreclaim_freed_on_writeback,
     /// Frames moved to the active list.
     pgactivate,
-    /// Frames reclaim flagged for writeback or commit and moved to the
-    /// active list rather than rescanned (not under `legacy`).
-    pgactivate_flagged,
+    /// Frames reclaim flagged for writeback or commit and parked off the
+    /// scanned lists until their I/O ends, rather than rescanned (not under
+    /// `legacy`).
+    pgparked_for_io,
     /// Pages written by an allocating thread (only under `legacy`).
     direct_reclaim_writes,
     /// Pages written by the background reclaimer (only under `legacy`).
@@ -137,6 +138,9 @@ counters! {
     reclaim_throttle_events,
     /// Nanoseconds allocators spent waiting for writeback progress.
     reclaim_throttle_ns,
+    /// Nanoseconds allocating threads spent past the allocator's fast path:
+    /// their own reclaim scans, `legacy` pageout writes and throttle waits.
+    alloc_stall_ns,
     /// Pauses imposed on dirtying threads.
     dirty_throttle_events,
     /// Nanoseconds dirtying threads were paused.

@@ -3,25 +3,33 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::knobs::{Knobs, Overrides};
+use super::store::DeviceModel;
 use crate::size::size_arg;
 use crate::CliError;
 
 /// Budget of the quick suite.
 pub const QUICK_MEMORY: u64 = 64 << 20;
+/// Fraction of the fixed work the quick suite does.
+pub const QUICK_WORK_SCALE: f64 = 0.25;
 /// Seconds per run in the quick suite.
 pub const QUICK_DURATION: f64 = 6.0;
+/// The largest budget of `small-memcg`.
+pub const SMALL_MEMCG_MEMORY: u64 = 8 << 20;
 /// Smallest budget the workloads can be scaled to.
 pub const MIN_MEMORY: u64 = 1 << 20;
 
 /// Arguments of `pagecache bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// The quick suite: a 64M budget and 6 s per run (also what runs when
-    /// `--memory` and `--duration` are not given).
+    /// The quick suite: a 64M budget, 6 s per timed run and a quarter of the
+    /// fixed work (also what runs when `--memory` and `--duration` are not
+    /// given).
     #[arg(long, conflicts_with_all = ["memory", "duration"])]
     pub quick: bool,
-    /// Workload to run (repeatable): hit, randwrite, readers-vs-writer, mixed,
-    /// scan. Default: all.
+    /// Workload to run (repeatable): mapped-stream, fsmark, buffer-pool,
+    /// small-memcg (fixed work), hit, randwrite, readers-vs-writer, mixed,
+    /// scan (timed). Default: all.
     #[arg(long = "workload", value_name = "W")]
     pub workloads: Vec<String>,
     /// Policy to run (repeatable): offload, legacy, no-throttle, kernel.
@@ -47,11 +55,51 @@ pub struct Args {
     /// (default: the system temp dir). They are removed afterwards.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Fraction of the default amount of work the `small-memcg` workload
+    /// does (default 1; 0.25 in the quick suite).
+    #[arg(long, value_name = "X")]
+    pub work_scale: Option<f64>,
+    /// Dirty limit, percent of the budget (default: the workload's).
+    #[arg(long, value_name = "PCT")]
+    pub dirty_ratio: Option<u8>,
+    /// Background writeback threshold, percent of the budget (default: the
+    /// workload's, kept below the dirty ratio).
+    #[arg(long, value_name = "PCT")]
+    pub dirty_background_ratio: Option<u8>,
+    /// Whether the background reclaimer runs: on or off (default on).
+    #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
+    pub background_reclaim: Option<bool>,
+    /// The cache's page size, a power of two from 4K to 1M (default 4K).
+    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
+    pub page_size: Option<u64>,
+    /// Writeback I/Os in flight (default: the library's).
+    #[arg(long, value_name = "N")]
+    pub io_depth: Option<usize>,
+    /// Flusher threads (default: the library's).
+    #[arg(long, value_name = "N")]
+    pub flushers: Option<usize>,
+    /// Model a slower device under the library's files: a delay added to
+    /// every read and write, like 100us (the kernel policy cannot be run
+    /// with it).
+    #[arg(long, value_name = "DURATION", value_parser = super::knobs::duration_arg)]
+    pub device_latency: Option<Duration>,
+    /// With the device model: a further delay for each I/O that does not
+    /// start where the previous one ended (a seek), like 8ms.
+    #[arg(long, value_name = "DURATION", value_parser = super::knobs::duration_arg)]
+    pub device_seek: Option<Duration>,
 }
 
 /// A workload of DESIGN §7.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Workload {
+    /// A writer dirtying a file 4× the budget through page guards, with readers.
+    MappedStream,
+    /// Threads writing many 10 MiB files, 3× the budget, no fsync.
+    Fsmark,
+    /// Zipfian read-modify-write of pages at 90% dirty, with readers.
+    BufferPool,
+    /// A 1 GiB sequential write into a tiny budget, then sync.
+    SmallMemcg,
     /// Random 4 KiB reads of a resident working set.
     Hit,
     /// Random 4 KiB overwrites over a file 4× the budget.
@@ -66,7 +114,11 @@ pub enum Workload {
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 9] = [
+        Workload::MappedStream,
+        Workload::Fsmark,
+        Workload::BufferPool,
+        Workload::SmallMemcg,
         Workload::Hit,
         Workload::RandWrite,
         Workload::ReadersVsWriter,
@@ -77,11 +129,32 @@ impl Workload {
     /// Its name on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Workload::MappedStream => "mapped-stream",
+            Workload::Fsmark => "fsmark",
+            Workload::BufferPool => "buffer-pool",
+            Workload::SmallMemcg => "small-memcg",
             Workload::Hit => "hit",
             Workload::RandWrite => "randwrite",
             Workload::ReadersVsWriter => "readers-vs-writer",
             Workload::Mixed => "mixed",
             Workload::Scan => "scan",
+        }
+    }
+
+    /// Whether it does a fixed amount of work (elapsed time compares) rather
+    /// than run for `--duration`.
+    pub fn fixed_work(self) -> bool {
+        matches!(
+            self,
+            Workload::MappedStream | Workload::Fsmark | Workload::BufferPool | Workload::SmallMemcg
+        )
+    }
+
+    /// The budget it runs with: `small-memcg` is the tiny cgroup of the record.
+    pub fn memory(self, memory: u64) -> u64 {
+        match self {
+            Workload::SmallMemcg => memory.min(SMALL_MEMCG_MEMORY),
+            _ => memory,
         }
     }
 
@@ -152,6 +225,10 @@ pub struct Plan {
     pub json: Option<PathBuf>,
     pub report: PathBuf,
     pub dir: PathBuf,
+    /// Fraction of the default fixed work.
+    pub work_scale: f64,
+    pub overrides: Overrides,
+    pub device: Option<DeviceModel>,
 }
 
 fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
@@ -228,7 +305,48 @@ impl Plan {
             Some(d) => d,
             None => std::env::temp_dir(),
         };
+        let quick = a.quick || (a.memory.is_none() && a.duration.is_none());
+        let work_scale = a
+            .work_scale
+            .unwrap_or(if quick { QUICK_WORK_SCALE } else { 1.0 });
+        if !work_scale.is_finite() || work_scale <= 0.0 || work_scale > 100.0 {
+            return Err(CliError::Usage(format!(
+                "--work-scale {work_scale} must be above 0 and at most 100"
+            )));
+        }
+        let overrides = Overrides {
+            dirty_ratio: a.dirty_ratio,
+            dirty_background_ratio: a.dirty_background_ratio,
+            background_reclaim: a.background_reclaim,
+            page_size: a
+                .page_size
+                .map(|p| usize::try_from(p).unwrap_or(usize::MAX)),
+            io_depth: a.io_depth,
+            flushers: a.flushers,
+        };
+        for &w in &workloads {
+            Knobs::resolve(w, &overrides)?;
+        }
+        let device = match (a.device_latency, a.device_seek) {
+            (None, None) => None,
+            (l, s) => Some(DeviceModel {
+                latency: l.unwrap_or_default(),
+                seek: s.unwrap_or_default(),
+            }),
+        };
+        let mut policies = policies;
+        if device.is_some() {
+            if !a.policies.is_empty() && policies.contains(&PolicyKind::Kernel) {
+                return Err(CliError::Usage(
+                    "--device-latency/--device-seek model the library's device only; drop --policy kernel".into(),
+                ));
+            }
+            policies.retain(|&p| p != PolicyKind::Kernel);
+        }
         Ok(Plan {
+            work_scale,
+            overrides,
+            device,
             workloads,
             policies,
             memory,

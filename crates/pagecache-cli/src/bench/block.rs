@@ -105,6 +105,13 @@ fn describe(buf: &[u8], tag: u32, block: u64, version: u32, i: usize) -> String 
     )
 }
 
+/// The version a block's header claims, for readers that cannot know which
+/// version to expect: [`check_light`] against it then checks the block is
+/// whole and consistent.
+pub fn version(buf: &[u8]) -> u32 {
+    get(buf, 2) as u32
+}
+
 /// A small, fast generator (SplitMix64) for access patterns.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -1,7 +1,6 @@
 //! The machine the numbers were measured on, and its device's sequential
 //! write speed.
 
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -52,20 +51,26 @@ impl Machine {
     }
 }
 
-/// Sequential 1 MiB writes of a scratch file in `dir`: `O_DIRECT` where the
-/// filesystem allows it, else buffered with an `fdatasync` after each write.
-/// Writes for about `time` or `max_bytes`, whichever comes first; the final
-/// `fdatasync` is included. Returns bytes per second.
+/// Writes in flight at once by the device probe: enough to keep a device
+/// with internal parallelism busy, as writeback's I/O queue does.
+const PROBE_DEPTH: u64 = 8;
+
+/// What the device sustains for sequential writes: 1 MiB `O_DIRECT` writes
+/// (buffered with an `fdatasync` after each where the filesystem refuses
+/// it) of one scratch file in `dir`, `PROBE_DEPTH` in flight at once (each
+/// thread takes the next megabyte in file order), for about `time` or
+/// `max_bytes`, whichever comes first, and at least 256 MiB so a device's
+/// write cache cannot hold it all; the final `fdatasync` is included.
+/// Returns bytes per second.
 pub fn device_seq_write(dir: &Path, time: Duration, max_bytes: u64) -> Result<f64, CliError> {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
     let path = dir.join("device-seq-write");
     let err = |what: &str, e: std::io::Error| CliError::io(what, Some(path.clone()), e);
-    const CHUNK: usize = 1 << 20;
-    let mut buf = AlignedBuf::new(CHUNK);
-    for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
-        *b = (i * 131 % 251) as u8;
-    }
+    const CHUNK: u64 = 1 << 20;
+    const MIN_BYTES: u64 = 256 << 20;
     let direct = open_direct(&path, true).map_err(|e| err("creating", e))?;
-    let (mut file, is_direct) = match direct {
+    let (file, is_direct) = match direct {
         Some(f) => (f, true),
         None => (
             std::fs::OpenOptions::new()
@@ -77,18 +82,41 @@ pub fn device_seq_write(dir: &Path, time: Duration, max_bytes: u64) -> Result<f6
             false,
         ),
     };
+    let next = AtomicU64::new(0);
     let t0 = Instant::now();
-    let mut written = 0u64;
-    while written < max_bytes && (t0.elapsed() < time || written == 0) {
-        file.write_all(buf.as_slice())
-            .map_err(|e| err("writing", e))?;
-        if !is_direct {
-            rustix::fs::fdatasync(file.as_fd()).map_err(|e| err("syncing", e.into()))?;
-        }
-        written += CHUNK as u64;
-    }
+    let result: std::io::Result<()> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..PROBE_DEPTH)
+            .map(|_| {
+                s.spawn(|| -> std::io::Result<()> {
+                    let mut buf = AlignedBuf::new(CHUNK as usize);
+                    for (i, b) in buf.as_mut_slice().iter_mut().enumerate() {
+                        *b = (i * 131 % 251) as u8;
+                    }
+                    loop {
+                        let at = next.fetch_add(CHUNK, Ordering::Relaxed);
+                        if at >= max_bytes.max(MIN_BYTES)
+                            || (at >= MIN_BYTES && t0.elapsed() >= time)
+                        {
+                            return Ok(());
+                        }
+                        file.write_all_at(buf.as_slice(), at)?;
+                        if !is_direct {
+                            rustix::fs::fdatasync(file.as_fd())?;
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("probe thread panicked")))
+        })
+    });
+    result.map_err(|e| err("writing", e))?;
     rustix::fs::fdatasync(file.as_fd()).map_err(|e| err("syncing", e.into()))?;
     let secs = t0.elapsed().as_secs_f64();
+    // Each thread's last claim is the one it did not write.
+    let written = next.load(Ordering::Relaxed) - PROBE_DEPTH * CHUNK;
     drop(file);
     let _ = std::fs::remove_file(&path);
     Ok(written as f64 / secs.max(1e-9))

@@ -10,6 +10,7 @@
 mod args;
 mod block;
 mod kernel;
+mod knobs;
 mod lru_sim;
 mod machine;
 mod plot;
@@ -24,10 +25,12 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use args::Args;
+use args::Workload;
 use args::{Plan, PolicyKind};
 pub use kernel::{child as kernel_child, ChildArgs as KernelChildArgs};
+use knobs::Knobs;
 use report::{Report, RunResult};
-use store::CacheStore;
+use store::{CacheStore, DeviceModel};
 use workloads::Params;
 
 use crate::CliError;
@@ -47,7 +50,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
                 e,
             )
         })?;
-    check_space(tmp.path(), plan.memory)?;
+    check_space(tmp.path(), &plan)?;
     std::fs::create_dir_all(&plan.report)
         .map_err(|e| CliError::io("creating", Some(plan.report.clone()), e))?;
 
@@ -67,17 +70,12 @@ pub fn run(a: Args) -> Result<(), CliError> {
     for (wi, &w) in plan.workloads.iter().enumerate() {
         for &pol in &plan.policies {
             pb.set_message(format!("{} / {}", w.name(), pol.name()));
-            let params = Params {
-                workload: w,
-                memory: plan.memory,
-                threads: plan.threads,
-                duration: plan.duration,
-                seed: 0x5EED_0000 + wi as u64,
-            };
+            let params = params(&plan, wi, w)?;
             let run_dir = tmp.path().join(format!("{}-{}", w.name(), pol.name()));
             std::fs::create_dir_all(&run_dir)
                 .map_err(|e| CliError::io("creating", Some(run_dir.clone()), e))?;
-            let r = run_one(&params, pol, &run_dir)?;
+            let mut r = run_one(&params, pol, plan.device, &run_dir)?;
+            r.note_device(device);
             let _ = std::fs::remove_dir_all(&run_dir);
             runs.push(r);
             pb.inc(1);
@@ -96,6 +94,8 @@ pub fn run(a: Args) -> Result<(), CliError> {
         threads: plan.threads,
         duration_secs: plan.duration.as_secs_f64(),
         kernel_memory_limited,
+        work_scale: plan.work_scale,
+        device_model: plan.device,
         method: method(),
         runs,
     };
@@ -107,7 +107,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     let bad: Vec<String> = rep
         .runs
         .iter()
-        .filter(|r| !r.verified)
+        .filter(|r| !r.verified && !r.kernel_oom_killed)
         .map(|r| format!("{}/{}", r.workload, r.policy))
         .collect();
     if !bad.is_empty() {
@@ -127,17 +127,37 @@ fn method() -> Vec<String> {
         "`hit` alternates read_at, pin and memcpy phases in one-second rounds and times every 16th operation; other workloads time every operation. Kernel hits are told from misses with preadv2(RWF_NOWAIT).".into(),
         "Kernel writeback figures are the block device's counters (machine-wide); throttle, direct reclaim writes and stack depth cannot be measured for the kernel and are shown as -.".into(),
         "Writes: threads own disjoint blocks and track each block's version; every read is checked against the version expected, and after the run the files are synced and a sample of blocks read back whole.".into(),
+        "Fixed-work workloads (the 2010 debate) do a set amount of work (`small-memcg` scaled by --work-scale) and report the time it took; their readers run until it is done. Allocation stall is the library's `alloc_stall_ns`: time allocating threads spent past the allocator's fast path. Writes by size are what the library's backends received (the kernel's per-I/O sizes are not visible; its row gives the block device's count and average).".into(),
+        "`legacy` is 2010's reclaim (an allocating thread writes the dirty page it meets, one page, synchronously) paired with today's I/O-less dirty throttle: it is not a 2010 kernel.".into(),
     ]
 }
 
-/// The largest run keeps 4.5× the budget on disk (scan: hot set + scan file).
-fn check_space(dir: &Path, memory: u64) -> Result<(), CliError> {
-    let need = memory * 5 + (64 << 20);
+/// What workload `w`, number `wi` in the plan, runs with.
+fn params(plan: &Plan, wi: usize, w: Workload) -> Result<Params, CliError> {
+    Ok(Params {
+        workload: w,
+        memory: w.memory(plan.memory),
+        threads: plan.threads,
+        duration: plan.duration,
+        seed: 0x5EED_0000 + wi as u64,
+        knobs: Knobs::resolve(w, &plan.overrides)?,
+        work_scale: plan.work_scale,
+    })
+}
+
+/// One run's files at a time are on disk: the largest decides.
+fn check_space(dir: &Path, plan: &Plan) -> Result<(), CliError> {
+    let mut need = 0;
+    for (wi, &w) in plan.workloads.iter().enumerate() {
+        let files = workloads::files(&params(plan, wi, w)?);
+        need = need.max(files.iter().map(|f| f.blocks).sum::<u64>() * block::BLOCK as u64);
+    }
+    let need = need + (64 << 20);
     if let Ok(st) = rustix::fs::statvfs(dir) {
         let avail = st.f_bavail.saturating_mul(st.f_frsize);
         if avail < need {
             return Err(CliError::Environment(format!(
-                "{} has {avail} bytes free; the benchmark needs about {need} (5× --memory); use --dir or a smaller --memory",
+                "{} has {avail} bytes free; the benchmark needs about {need}; use --dir or a smaller --memory (or fewer --workload)",
                 dir.display()
             )));
         }
@@ -145,14 +165,28 @@ fn check_space(dir: &Path, memory: u64) -> Result<(), CliError> {
     Ok(())
 }
 
-fn run_one(p: &Params, pol: PolicyKind, dir: &Path) -> Result<RunResult, CliError> {
+fn run_one(
+    p: &Params,
+    pol: PolicyKind,
+    device: Option<DeviceModel>,
+    dir: &Path,
+) -> Result<RunResult, CliError> {
     let specs = workloads::files(p);
     let paths = workloads::prepare(dir, &specs)?;
     match pol {
         PolicyKind::Cache(policy) => {
-            let store = CacheStore::open(p.memory, policy, &paths)?;
+            let memory = usize::try_from(p.memory).map_err(|_| {
+                CliError::Usage(format!("--memory {} does not fit this machine", p.memory))
+            })?;
+            let store = CacheStore::open(p.knobs.config(memory, policy), device, &paths)?;
             let mut r = workloads::run(&store, Some(&store), &specs, p, policy.name())?;
             r.direct_io = Some(store.direct);
+            if let Some(d) = device {
+                r.notes.push(format!(
+                    "modelled device: {:?} per I/O, {:?} more per seek",
+                    d.latency, d.seek
+                ));
+            }
             if !store.direct {
                 r.notes.push(
                     "the filesystem refused O_DIRECT: the cache's files went through the kernel page cache too"

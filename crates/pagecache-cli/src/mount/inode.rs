@@ -2,67 +2,43 @@
 //!
 //! Each node remembers the path (relative to SOURCE_DIR) it was last looked
 //! up by and the source file's identity (device, inode). A regular file that
-//! has been opened also holds its cached data: one `pagecache::File` over a
-//! descriptor of the source inode, shared by every open of that inode. Keying
-//! the cache by descriptor rather than by path keeps it coherent across
-//! rename, unlink and hard links: the descriptor follows the inode.
+//! has been opened also holds its cached data: one cache mapping per source
+//! inode, shared by every open of that inode, so hard links share pages.
+//! The mapping's backend reopens the source by the node's path when its
+//! descriptor was closed, so every change of a node's path is passed on to
+//! it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, FUSE_ROOT_ID};
+
+use super::source::Source;
 
 /// Inode number of the read-only counters file at the mount root.
 pub const STAT_INO: u64 = 2;
 /// Name of the counters file at the mount root.
 pub const STAT_NAME: &str = ".pagecache-stat";
 /// Idle cached files (no open handle) kept before the oldest is written back
-/// and closed, so a tree of many files does not pin a descriptor each.
+/// and let go, so a tree of many files does not keep a mapping each.
 pub const MAX_IDLE: usize = 1024;
 
 /// Identity of a source inode.
 pub type Key = (u64, u64);
 
 /// Cached data of a regular file.
+#[derive(Clone)]
 pub struct Data {
-    /// The cache's handle; all opens of the inode share it.
+    /// The cache's handle for the file; each FUSE open gets its own
+    /// [`pagecache::File::reopen`] of it.
     pub file: pagecache::File,
-    /// A descriptor of the same source inode, for `fstat`.
-    pub fd: fs::File,
-    /// Whether the source could be opened for writing.
-    pub writable: bool,
-    /// Writeback errors reported by `sync`, so each open sees each one once.
-    pub errors: ErrLog,
-    /// When data last changed through the cache: the source's mtime only
-    /// moves at writeback, so attributes report the later of the two.
-    pub modified: Option<SystemTime>,
-}
-
-/// Per-inode writeback-error log: a generation counter and the last errno.
-#[derive(Default)]
-pub struct ErrLog {
-    /// Bumped on every writeback error `sync` returned.
-    pub generation: u64,
-    /// The errno of the latest one.
-    pub errno: i32,
-    /// Whether some open has seen the latest one.
-    pub seen: bool,
-}
-
-impl ErrLog {
-    /// The generation a new open starts from: it sees an error no open has
-    /// seen yet, and not one already reported.
-    pub fn sample(&self) -> u64 {
-        if self.seen || self.generation == 0 {
-            self.generation
-        } else {
-            self.generation - 1
-        }
-    }
+    /// The source file, whose path follows renames of the node.
+    pub source: Arc<Source>,
 }
 
 /// One inode known to the kernel.
@@ -79,6 +55,16 @@ pub struct Node {
     pub data: Option<Data>,
     /// Position in the idle list, while `data` is held with no open handle.
     pub idle: Option<u64>,
+}
+
+impl Node {
+    /// Points the node, and the backend of its cached data, at `path`.
+    pub fn set_path(&mut self, path: Option<PathBuf>) {
+        if let Some(data) = &self.data {
+            data.source.set_rel(path.clone());
+        }
+        self.path = path;
+    }
 }
 
 /// The table.
@@ -136,7 +122,7 @@ impl Inodes {
     pub fn remember(&mut self, path: PathBuf, key: Key) -> u64 {
         if let Some(ino) = self.find(key) {
             if let Some(node) = self.nodes.get_mut(&ino) {
-                node.path = Some(path);
+                node.set_path(Some(path));
                 node.lookups += 1;
                 return ino;
             }
@@ -163,7 +149,7 @@ impl Inodes {
     /// kernel references it.
     pub fn detach(&mut self, ino: u64) {
         if let Some(node) = self.nodes.get_mut(&ino) {
-            node.path = None;
+            node.set_path(None);
             if self.by_key.get(&node.key) == Some(&ino) {
                 self.by_key.remove(&node.key);
             }
@@ -225,11 +211,8 @@ impl Inodes {
         for node in self.nodes.values_mut() {
             let Some(p) = &node.path else { continue };
             if let Ok(rest) = p.strip_prefix(from) {
-                node.path = Some(if rest.as_os_str().is_empty() {
-                    to.to_path_buf()
-                } else {
-                    to.join(rest)
-                });
+                let moved = join(to, rest);
+                node.set_path(Some(moved));
             }
         }
     }
@@ -246,7 +229,7 @@ impl Inodes {
                 None
             };
             if moved.is_some() {
-                node.path = moved;
+                node.set_path(moved);
             }
         }
     }
@@ -420,17 +403,5 @@ mod tests {
         t.get_mut(FUSE_ROOT_ID).unwrap().lookups = 0;
         t.maybe_remove(FUSE_ROOT_ID);
         assert!(t.get(FUSE_ROOT_ID).is_some());
-    }
-
-    #[test]
-    fn a_new_open_sees_only_unseen_errors() {
-        let mut log = ErrLog::default();
-        assert_eq!(log.sample(), 0);
-        log.generation = 1;
-        log.errno = libc::EIO;
-        // Nobody has seen it: a new open will.
-        assert_eq!(log.sample(), 0);
-        log.seen = true;
-        assert_eq!(log.sample(), 1);
     }
 }

@@ -5,13 +5,19 @@
 //! opened with `FOPEN_DIRECT_IO`, so the kernel's own page cache keeps no
 //! second copy. It runs in the foreground; SIGINT, SIGTERM, SIGHUP or
 //! `umount MOUNTPOINT` write every dirty page, make it durable, unmount and
-//! exit 0.
+//! exit 0 — or exit 1 naming each file that could not be made durable.
 //!
 //! `stat` prints a running mount's counters, read from the virtual file
 //! `MOUNTPOINT/.pagecache-stat`.
 
 mod fs;
+mod fusermount;
 mod inode;
+mod limits;
+mod pool;
+mod session;
+mod source;
+mod stat;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +30,7 @@ use pagecache::{Config, PageCache, Policy};
 use crate::size::size_arg;
 use crate::CliError;
 
-pub use inode::STAT_NAME;
+pub use stat::stat;
 
 /// Arguments of `pagecache mount`.
 #[derive(clap::Args)]
@@ -59,6 +65,10 @@ pub struct Args {
     /// Let users other than the one mounting access the mount.
     #[arg(long)]
     allow_other: bool,
+    /// Threads serving reads, writes and fsyncs (metadata requests are
+    /// answered by the thread reading requests).
+    #[arg(long, default_value_t = 8)]
+    threads: usize,
     /// Directory whose files are served.
     source_dir: PathBuf,
     /// Where to mount it.
@@ -85,6 +95,9 @@ fn config(args: &Args) -> Result<Config, CliError> {
         .policy
         .parse()
         .map_err(|e: pagecache::Error| CliError::Usage(e.to_string()))?;
+    if args.threads == 0 {
+        return Err(CliError::Usage("--threads must be at least 1".into()));
+    }
     if args.memory == 0 {
         return Err(CliError::Usage("--memory must be above zero".into()));
     }
@@ -126,72 +139,6 @@ fn directory(what: &str, path: &Path) -> Result<PathBuf, CliError> {
     Ok(canon)
 }
 
-fn check_fuse_device() -> Result<(), CliError> {
-    match std::fs::metadata("/dev/fuse") {
-        Ok(_) => Ok(()),
-        Err(e) => Err(CliError::Environment(format!(
-            "/dev/fuse is not available ({e}): load the fuse module (modprobe fuse) \
-             or, in a container, pass the device through (--device /dev/fuse)"
-        ))),
-    }
-}
-
-fn mount_error(mountpoint: &Path, e: std::io::Error) -> CliError {
-    let hint = match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => {
-            " (mounting needs root, or the fusermount3 helper from the fuse3 package; \
-             in a container it also needs CAP_SYS_ADMIN)"
-        }
-        Some(libc::ENODEV) => " (the kernel has no FUSE support: modprobe fuse)",
-        _ if e.kind() == std::io::ErrorKind::NotFound => {
-            " (as a non-root user this needs the fusermount3 helper: install fuse3, or run as root)"
-        }
-        _ => "",
-    };
-    CliError::Environment(format!(
-        "cannot mount at {}: {e}{hint}",
-        mountpoint.display()
-    ))
-}
-
-/// Whether `path` is a mount point of a `pagecache` filesystem, per
-/// /proc/self/mountinfo.
-fn is_pagecache_mount(path: &Path) -> Option<bool> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.to_str()?;
-    Some(info.lines().any(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            return false;
-        };
-        fields.get(4).map(|m| unescape(m)) == Some(want.to_string())
-            && fields.get(sep + 1) == Some(&"fuse.pagecache")
-    }))
-}
-
-/// Undoes the octal escapes of mountinfo (`\040` for space…).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            if let Some(v) = b
-                .get(i + 1..i + 4)
-                .and_then(|d| std::str::from_utf8(d).ok())
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-            {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Mounts SOURCE_DIR through the cache and serves it until unmounted or
 /// signalled.
 pub fn run(args: Args) -> Result<(), CliError> {
@@ -224,21 +171,19 @@ pub fn run(args: Args) -> Result<(), CliError> {
             mountpoint.display()
         )));
     }
-    check_fuse_device()?;
+    session::check_fuse_device()?;
 
-    let filesystem = fs::PassFs::new(source.clone(), cache.clone())
-        .map_err(|e| CliError::io("reading", Some(source.clone()), e))?;
-    let mut options = vec![
-        fuser::MountOption::FSName(source.to_string_lossy().into_owned()),
-        fuser::MountOption::CUSTOM("subtype=pagecache".into()),
-        fuser::MountOption::DefaultPermissions,
-        fuser::MountOption::RW,
-    ];
-    if args.allow_other {
-        options.push(fuser::MountOption::AllowOther);
-    }
-    let mut session = fuser::Session::new(filesystem, &mountpoint, &options)
-        .map_err(|e| mount_error(&mountpoint, e))?;
+    let max_fds = limits::raise_nofile();
+    let failures = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let filesystem = fs::PassFs::new(
+        source.clone(),
+        cache.clone(),
+        max_fds,
+        args.threads,
+        failures.clone(),
+    )
+    .map_err(|e| CliError::io("reading", Some(source.clone()), e))?;
+    let mut session = session::start(filesystem, &source, &mountpoint, args.allow_other)?;
     eprintln!(
         "pagecache: {} mounted at {} ({} bytes of cache, policy {}); \
          SIGINT, SIGTERM or `umount {}` to unmount",
@@ -274,7 +219,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             continue;
         }
         eprintln!("pagecache: {sig}, unmounting {}", mountpoint.display());
-        unmount(&mountpoint);
+        session::unmount(&mountpoint);
         // Wait for the server thread to see the unmount.
         while !done.load(Ordering::Acquire) {
             let _ = signals.wait();
@@ -284,66 +229,35 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let served = server
         .join()
         .map_err(|_| CliError::Check("the FUSE thread panicked".into()))?;
+    // The session's teardown wrote back every file and noted which failed;
+    // these write what is still dirty and make it durable.
     let synced = cache.sync_all();
     let stopped = cache.shutdown();
     served.map_err(|e| CliError::io("serving FUSE requests", None, e))?;
-    synced?;
-    stopped?;
+    let mut failed: Vec<String> = std::mem::take(&mut *failures.lock());
+    for result in [synced, stopped] {
+        if let Err(e) = result {
+            failed.push(e.to_string());
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!(
+            "pagecache: unmounted {}, but data could not be made durable:",
+            mountpoint.display()
+        );
+        for f in &failed {
+            eprintln!("pagecache:   {f}");
+        }
+        return Err(CliError::Check(format!(
+            "{} write-back failure(s) at unmount: what those files last had \
+             written through the mount may not be in {}",
+            failed.len(),
+            source.display()
+        )));
+    }
     eprintln!(
         "pagecache: unmounted {}, all data written",
         mountpoint.display()
-    );
-    Ok(())
-}
-
-/// Unmounts `mountpoint`, lazily if it is busy.
-fn unmount(mountpoint: &Path) {
-    use nix::mount::{umount2, MntFlags};
-    match umount2(mountpoint, MntFlags::empty()) {
-        Ok(()) => {}
-        Err(nix::errno::Errno::EBUSY) => {
-            eprintln!(
-                "pagecache: {} is busy; detaching it, the cache stays up until the last file on it is closed",
-                mountpoint.display()
-            );
-            if let Err(e) = umount2(mountpoint, MntFlags::MNT_DETACH) {
-                eprintln!("pagecache: cannot unmount {}: {e}", mountpoint.display());
-            }
-        }
-        Err(e) => eprintln!("pagecache: cannot unmount {}: {e}", mountpoint.display()),
-    }
-}
-
-/// Prints a mount's counters.
-pub fn stat(args: StatArgs) -> Result<(), CliError> {
-    let mountpoint = std::fs::canonicalize(&args.mountpoint)
-        .map_err(|e| CliError::io("cannot use", Some(args.mountpoint.clone()), e))?;
-    if is_pagecache_mount(&mountpoint) == Some(false) {
-        return Err(CliError::Usage(format!(
-            "{} is not a pagecache mount (start one with `pagecache mount SOURCE_DIR {}`)",
-            args.mountpoint.display(),
-            args.mountpoint.display()
-        )));
-    }
-    let path = mountpoint.join(STAT_NAME);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        CliError::Environment(format!(
-            "{} is not a pagecache mount: cannot read {}: {e}",
-            args.mountpoint.display(),
-            path.display()
-        ))
-    })?;
-    if !text.starts_with("frames ") {
-        return Err(CliError::Environment(format!(
-            "{} is not a pagecache mount: {} does not hold counters",
-            args.mountpoint.display(),
-            path.display()
-        )));
-    }
-    let origin = path.display().to_string();
-    print!(
-        "{}",
-        crate::stat_format::render(&text, args.format, &origin)?
     );
     Ok(())
 }

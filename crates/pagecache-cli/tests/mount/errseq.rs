@@ -110,16 +110,20 @@ fn dirty_data_of_a_closed_file_survives_failed_writeback() {
     {
         std::fs::write(m.mnt.join("big"), &data).unwrap();
         // Close more files than the mount keeps idle under the cache: it
-        // writes the oldest, `big`, back and closes it, which fails for
-        // lack of room.
+        // writes the oldest, `big`, back (in the background) and lets it
+        // go, which fails for lack of room.
         for i in 0..1100 {
             std::fs::File::create(m.mnt.join(format!("empty{i}"))).unwrap();
         }
-        assert!(
-            m.log().contains("writing back a closed file"),
-            "{}",
-            m.log()
-        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !m.log().contains("writing back a closed file") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no failed write-back of a closed file reported:\n{}",
+                m.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let back = std::fs::read(m.mnt.join("big")).unwrap();
         assert!(
             back == data,
@@ -148,4 +152,25 @@ fn dirty_data_of_a_closed_file_survives_failed_writeback() {
         on_disk.unwrap() == data,
         "SOURCE_DIR/big differs from what was written"
     );
+}
+
+/// The final write-back at unmount cannot write a file for lack of room:
+/// the mount says which file and exits non-zero instead of claiming that
+/// all data was written.
+#[test]
+fn a_failed_final_write_back_is_reported_at_exit() {
+    let Some(mut m) = mount_on_small_tmpfs("a_failed_final_write_back_is_reported_at_exit") else {
+        return;
+    };
+    let _tmpfs = Tmpfs(m.source.clone());
+    std::fs::write(m.mnt.join("fits"), [3u8; 10_000]).unwrap();
+    // Below the dirty limits and never expiring: still dirty at unmount.
+    std::fs::write(m.mnt.join("too-big"), vec![4u8; 2 << 20]).unwrap();
+    let status = m.stop(Stop::Term);
+    let log = m.log();
+    assert!(!status.success(), "exited with {status}:\n{log}");
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("could not be made durable"), "{log}");
+    assert!(log.contains("too-big"), "the failed file is named:\n{log}");
+    assert!(!log.contains("all data written"), "{log}");
 }

@@ -104,42 +104,81 @@ impl Mount {
 
     /// Like [`Mount::start`], filling SOURCE_DIR with `fill` first.
     pub fn start_with(args: &[&str], fill: impl FnOnce(&Path)) -> Mount {
+        Self::spawn(args, fill, None)
+    }
+
+    /// Like [`Mount::start`], with soft and hard `RLIMIT_NOFILE` set to
+    /// `nofile` in the mount process (`ulimit -n`).
+    pub fn start_with_nofile(args: &[&str], nofile: u64) -> Mount {
+        Self::spawn(args, |_| {}, Some(nofile))
+    }
+
+    fn spawn(args: &[&str], fill: impl FnOnce(&Path), nofile: Option<u64>) -> Mount {
         let dir = tempfile::tempdir().expect("tempdir");
         let source = dir.path().join("source");
         let mnt = dir.path().join("mnt");
         fs::create_dir(&source).unwrap();
         fs::create_dir(&mnt).unwrap();
         fill(&source);
-        let log = dir.path().join("mount.log");
-        let out = fs::File::create(&log).unwrap();
-        let child = Command::new(bin())
-            .arg("mount")
-            .args(args)
-            .arg(&source)
-            .arg(&mnt)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("spawning pagecache mount");
         let mut m = Mount {
-            child: Some(child),
+            child: None,
             source,
             mnt,
-            log,
+            log: dir.path().join("mount.log"),
             _dir: dir,
         };
-        while !is_mounted(&m.mnt) {
-            if let Some(status) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                m.child = None;
+        m.launch(args, nofile);
+        m
+    }
+
+    /// Mounts the same SOURCE_DIR at the same MOUNTPOINT again, after a
+    /// stop; the log starts over.
+    pub fn restart(&mut self, args: &[&str]) {
+        assert!(self.child.is_none(), "mount still running");
+        self.launch(args, None);
+    }
+
+    fn launch(&mut self, args: &[&str], nofile: Option<u64>) {
+        let out = fs::File::create(&self.log).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("mount")
+            .args(args)
+            .arg(&self.source)
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        if let Some(n) = nofile {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        self.child = Some(cmd.spawn().expect("spawning pagecache mount"));
+        while !is_mounted(&self.mnt) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
                 panic!(
                     "pagecache mount exited with {status} before mounting:\n{}",
-                    m.log()
+                    self.log()
                 );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        m
     }
 
     /// What the mount process printed.
@@ -209,6 +248,14 @@ pub enum Entry {
     Link(PathBuf),
     /// Anything else, by mode.
     Other(u32),
+}
+
+/// A counter of the mount's `.pagecache-stat` file.
+pub fn counter(mnt: &Path, name: &str) -> u64 {
+    let text = fs::read_to_string(mnt.join(".pagecache-stat")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
 }
 
 /// Everything under `root` (relative path → entry), links counted per inode.

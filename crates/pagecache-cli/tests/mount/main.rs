@@ -7,7 +7,12 @@ mod harness;
 
 mod errors;
 mod errseq;
+mod fds;
 mod fio;
+mod latency;
+mod owner;
+mod postgres;
 mod semantics;
 mod sqlite;
 mod unmount;
+mod users;

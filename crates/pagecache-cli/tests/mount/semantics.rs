@@ -276,3 +276,60 @@ fn file_semantics_match_a_plain_directory() {
         "SOURCE_DIR after unmount"
     );
 }
+
+/// Appenders in several processes' worth of opens, at once, while other
+/// threads write inside the file: no append overwrites another.
+#[test]
+fn concurrent_appends_do_not_overlap() {
+    if !available("concurrent_appends_do_not_overlap", fuse_problem()) {
+        return;
+    }
+    const THREADS: usize = 4;
+    const RECORDS: usize = 200;
+    const LEN: usize = 100;
+    let mut m = Mount::start(&["--memory", "8M"]);
+    let path = m.mnt.join("log");
+    fs::write(&path, b"").unwrap();
+    let writers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+                let other = OpenOptions::new().write(true).open(&path).unwrap();
+                for r in 0..RECORDS {
+                    let mut rec = format!("{t} {r:04} ").into_bytes();
+                    rec.resize(LEN - 1, b'a' + t as u8);
+                    rec.push(b'\n');
+                    f.write_all(&rec).unwrap();
+                    // Rewrite the record just appended, in place and with
+                    // the same bytes: a write inside the file, which the
+                    // kernel may send alongside other threads' writes.
+                    let end = f.stream_position().unwrap();
+                    other.write_all_at(&rec, end - LEN as u64).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let data = fs::read(&path).unwrap();
+    assert_eq!(data.len(), THREADS * RECORDS * LEN);
+    let mut seen = std::collections::BTreeSet::new();
+    for rec in data.chunks(LEN) {
+        let text = std::str::from_utf8(rec).expect("a record was torn");
+        let mut parts = text.split(' ');
+        let t: usize = parts.next().unwrap().parse().expect("a record was torn");
+        let r: usize = parts.next().unwrap().parse().expect("a record was torn");
+        let fill = (b'a' + t as u8) as char;
+        assert!(
+            text[text.find(' ').unwrap() + 6..LEN - 1]
+                .chars()
+                .all(|c| c == fill),
+            "record {t}/{r} torn: {text:?}"
+        );
+        assert!(seen.insert((t, r)), "record {t}/{r} twice");
+    }
+    assert_eq!(seen.len(), THREADS * RECORDS);
+    m.stop_ok(Stop::Term);
+}

@@ -38,7 +38,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     let legacy = inner.policy() == Policy::Legacy;
     let mut putback: Vec<Entry> = Vec::new();
     let mut activate: Vec<Entry> = Vec::new();
-    // Flagged for writeback or commit and moved to the active list.
+    // Flagged for writeback or commit, parked until their I/O ends.
     let mut flagged: Vec<Entry> = Vec::new();
     for e in isolated {
         let (id, _) = e;
@@ -74,14 +74,13 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             continue;
         }
         // A page reclaim cannot free now but will be freed by the end of
-        // its write or commit: today's kernel activates it
-        // (`activate_locked`) so the inactive tail is not rescanned over
-        // and over while the I/O runs; the 2010 kernel rotated it.
-        let mut wait_for_io = |f: &crate::frame::Frame| {
+        // its write or commit: parked off the scanned lists (lru.rs) so the
+        // inactive tail is not rescanned over and over while the I/O runs;
+        // the 2010 kernel rotated it.
+        let mut wait_for_io = || {
             if legacy {
                 putback.push(e);
             } else {
-                f.set_unless_free(ACTIVE);
                 flagged.push(e);
             }
         };
@@ -89,7 +88,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             // Freed the moment its write is durable.
             f.set_unless_free(RECLAIM);
             scan.writeback += 1;
-            wait_for_io(f);
+            wait_for_io();
             continue;
         }
         if s & (UNSTABLE | DIRTY) == UNSTABLE {
@@ -97,7 +96,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             // then. Like a page under writeback, something to wait for.
             flag_for_flushers(inner, id, Reason::Commit);
             scan.writeback += 1;
-            wait_for_io(f);
+            wait_for_io();
             continue;
         }
         if s & DIRTY != 0 {
@@ -107,7 +106,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             } else {
                 flag_for_flushers(inner, id, Reason::Reclaim);
             }
-            wait_for_io(f);
+            wait_for_io();
             continue;
         }
         if try_free(inner, id) {
@@ -119,8 +118,8 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     inner.lru.putback(&putback);
     add(&inner.counters.pgactivate, activate.len() as u64);
     inner.lru.activate(&activate);
-    add(&inner.counters.pgactivate_flagged, flagged.len() as u64);
-    inner.lru.activate(&flagged);
+    add(&inner.counters.pgparked_for_io, flagged.len() as u64);
+    inner.lru.park(&flagged);
     // Only pinned pages (or none) at the inactive tail: the clean pages, if
     // any, are on the active list, so demote regardless of the list ratio.
     // A scan that activated referenced pages made progress of its own and

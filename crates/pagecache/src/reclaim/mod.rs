@@ -12,13 +12,14 @@ pub(crate) mod background;
 pub(crate) mod direct;
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crate::cache::Inner;
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::frame::FrameId;
 use crate::stack::AllocScope;
-use crate::stats::inc;
+use crate::stats::{add, inc, Counter};
 use crate::throttle;
 
 /// Frames one reclaim pass tries to free (the kernel's `SWAP_CLUSTER_MAX`).
@@ -39,13 +40,38 @@ pub(crate) fn alloc_frame(inner: &Inner) -> Result<FrameId> {
         background::wake(inner);
     }
     // Below `min`, the allocator pays for reclaim itself before taking a frame.
+    let mut stall = None;
     if arena.nr_free() <= inner.wm.min() {
+        stall = Some(Stall::start(&inner.counters.alloc_stall_ns));
         direct::shrink(inner, BATCH, Reclaimer::Direct);
     }
     if let Some(id) = arena.pop_free() {
         return Ok(id);
     }
+    let _stall = stall.unwrap_or_else(|| Stall::start(&inner.counters.alloc_stall_ns));
     alloc_slow(inner)
+}
+
+/// Adds the time from its start to its drop to a counter: the clock is read
+/// only once an allocation has left the fast path.
+struct Stall<'a> {
+    counter: &'a Counter,
+    t0: Instant,
+}
+
+impl<'a> Stall<'a> {
+    fn start(counter: &'a Counter) -> Self {
+        Stall {
+            counter,
+            t0: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Stall<'_> {
+    fn drop(&mut self) {
+        add(self.counter, self.t0.elapsed().as_nanos() as u64);
+    }
 }
 
 #[inline(never)]

@@ -72,6 +72,19 @@ fn should_commit(inner: &Inner, m: &Mapping, reason: Reason) -> bool {
 
 /// One pass over one mapping, unless another flusher is already on it.
 fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
+    if reason == Reason::Commit {
+        // No walk of the dirty pages: commits have their own lock, and a
+        // flusher busy writing the file must not make this one skip it.
+        if backing_off(inner, m) || m.nr_unstable() == 0 {
+            return 0;
+        }
+        let unstable = m.nr_unstable();
+        return if super::commit::commit(inner, m).is_ok() {
+            unstable
+        } else {
+            0
+        };
+    }
     if backing_off(inner, m) || m.flushing.swap(true, Ordering::AcqRel) {
         return 0;
     }
@@ -83,13 +96,11 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
         // Counted as `commits`: nothing is written.
         Reason::Commit => {}
     }
-    let mut n = match reason {
-        Reason::Commit => 0,
-        Reason::Reclaim => {
-            let wanted = std::mem::take(&mut *m.reclaim_wanted.lock());
-            writepages_around(inner, m, &wanted)
-        }
-        Reason::Background | Reason::Expire => writepages(inner, m, false, nr, 0..u64::MAX),
+    let mut n = if reason == Reason::Reclaim {
+        let wanted = std::mem::take(&mut *m.reclaim_wanted.lock());
+        writepages_around(inner, m, &wanted)
+    } else {
+        writepages(inner, m, false, nr, 0..u64::MAX)
     };
     if should_commit(inner, m, reason) {
         let unstable = m.nr_unstable();

@@ -1,26 +1,35 @@
 //! The workloads of DESIGN §7, written once against [`Store`] so the library
 //! and the kernel run exactly the same code.
 
+mod buffer_pool;
+mod fsmark;
 mod hit;
+mod mapped_stream;
 mod mixed;
+mod ops;
+mod phase;
 mod randwrite;
 mod readers_writer;
 mod scan;
+mod small_memcg;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::args::Workload;
 use super::block::{self, BLOCK};
-use super::record::{Progress, RoleRec};
-use super::report::{RunResult, Throttle, TimePoint, Writeback};
-use super::store::{open_direct, CacheStore, OpError, Snapshot, Store};
+use super::knobs::Knobs;
+use super::record::RoleRec;
+use super::report::{RunResult, Throttle, Writeback};
+use super::store::{open_direct, CacheStore, Store};
 use crate::CliError;
+pub use ops::{read_back, timed_modify, timed_read, timed_write, warm, Checker};
+pub use phase::{fixed_phase, phase, until_done, work_cap, Phase, ThreadOut};
 
 /// Everything a run needs to know, also handed to the kernel child.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -30,6 +39,9 @@ pub struct Params {
     pub threads: usize,
     pub duration: Duration,
     pub seed: u64,
+    pub knobs: Knobs,
+    /// Fraction of the default fixed work.
+    pub work_scale: f64,
 }
 
 impl Params {
@@ -68,6 +80,21 @@ pub fn files(p: &Params) -> Vec<FileSpec> {
             spec("stream", 4, 4 * f, false),
         ],
         Workload::Mixed => vec![spec("mixed", 5, 4 * f, true)],
+        Workload::MappedStream => vec![
+            spec("hot", 8, mapped_stream::hot_blocks(f), true),
+            spec("mapped", 9, 4 * f, false),
+        ],
+        Workload::Fsmark => {
+            let (files, blocks) = fsmark::layout(f, fsmark::threads(p));
+            std::iter::once(spec("resident", 10, fsmark::resident_blocks(f), true))
+                .chain(
+                    (0..files)
+                        .map(|i| spec(&format!("fsmark-{i:04}"), 0x100 + i as u32, blocks, false)),
+                )
+                .collect()
+        }
+        Workload::BufferPool => vec![spec("pool", 11, 4 * f, true)],
+        Workload::SmallMemcg => vec![spec("dd", 12, small_memcg::blocks(p), false)],
         Workload::Scan => vec![
             spec("hot", 6, scan::hot_blocks(f), true),
             spec("scan", 7, scan::scan_blocks(f), true),
@@ -119,288 +146,6 @@ pub fn prepare(dir: &Path, specs: &[FileSpec]) -> Result<Vec<PathBuf>, CliError>
 /// Drops a synced file's pages from the kernel page cache.
 pub fn drop_cached(file: &std::fs::File) {
     let _ = rustix::fs::fadvise(file.as_fd(), 0, None, rustix::fs::Advice::DontNeed);
-}
-
-/// Checks blocks read back, remembering the first difference.
-#[derive(Default)]
-pub struct Checker {
-    reads: u64,
-    pub failures: u64,
-    pub first: Option<String>,
-}
-
-impl Checker {
-    /// Every read: header and last word; every 64th read and `full`: all words.
-    #[inline]
-    pub fn check(&mut self, buf: &[u8], tag: u32, b: u64, version: u32, full: bool) {
-        self.reads += 1;
-        let r = if full || self.reads % 64 == 0 {
-            block::check_full(buf, tag, b, version)
-        } else {
-            block::check_light(buf, tag, b, version)
-        };
-        if let Err(e) = r {
-            self.failures += 1;
-            self.first.get_or_insert(e);
-        }
-    }
-
-    /// For zero-copy pins, which copy nothing: the header (one cache line)
-    /// on every pin, every word on every 64th.
-    #[inline]
-    pub fn check_pinned(&mut self, page: &[u8], tag: u32, b: u64, version: u32) {
-        self.reads += 1;
-        let r = if self.reads % 64 == 0 {
-            block::check_full(page, tag, b, version)
-        } else {
-            block::check_header(page, tag, b, version)
-        };
-        if let Err(e) = r {
-            self.failures += 1;
-            self.first.get_or_insert(e);
-        }
-    }
-
-    fn merge(&mut self, o: Checker) {
-        self.reads += o.reads;
-        self.failures += o.failures;
-        if self.first.is_none() {
-            self.first = o.first;
-        }
-    }
-}
-
-/// What one worker thread hands back.
-pub struct ThreadOut<T> {
-    /// One record per role, indexed by the workload's role numbers.
-    pub roles: Vec<RoleRec>,
-    pub oom: u64,
-    pub check: Checker,
-    pub state: T,
-}
-
-impl<T: Default> ThreadOut<T> {
-    pub fn new(roles: usize) -> Self {
-        ThreadOut {
-            roles: (0..roles).map(|_| RoleRec::default()).collect(),
-            oom: 0,
-            check: Checker::default(),
-            state: T::default(),
-        }
-    }
-}
-
-/// What a worker is given.
-pub struct Ctx<'a> {
-    pub deadline: Instant,
-    pub progress: &'a Progress,
-}
-
-impl Ctx<'_> {
-    #[inline]
-    pub fn done(&self) -> bool {
-        Instant::now() >= self.deadline
-    }
-
-    /// Calls `op` with a block-sized buffer until the deadline, reporting
-    /// thread `t`'s operations after each call.
-    #[inline]
-    pub fn repeat(
-        &self,
-        t: usize,
-        mut op: impl FnMut(&mut [u8]) -> Result<(), CliError>,
-    ) -> Result<(), CliError> {
-        let mut buf = super::store::AlignedBuf::new(BLOCK);
-        let buf = buf.as_mut_slice();
-        let mut i = 0u64;
-        while !self.done() {
-            op(buf)?;
-            i += 1;
-            self.progress.set(t, i);
-        }
-        Ok(())
-    }
-
-    /// For loops that look at the clock only every 64th operation: at those,
-    /// reports `i` operations done by thread `t` and says whether time is up.
-    #[inline]
-    pub fn check_in(&self, t: usize, i: u64) -> bool {
-        if i % 64 != 0 {
-            return false;
-        }
-        self.progress.set(t, i);
-        self.done()
-    }
-}
-
-/// A measured phase: every worker's output, the elapsed time, the store's
-/// counters before and after, and the sampled timeline.
-pub struct Phase<T> {
-    pub outs: Vec<ThreadOut<T>>,
-    pub secs: f64,
-    pub delta: Snapshot,
-    pub timeline: Vec<TimePoint>,
-}
-
-/// Runs `work` on `threads` threads for `duration`, sampling meanwhile.
-pub fn phase<S, T, W>(
-    store: &S,
-    threads: usize,
-    duration: Duration,
-    work: W,
-) -> Result<Phase<T>, CliError>
-where
-    S: Store,
-    T: Send,
-    W: Fn(usize, &Ctx) -> Result<ThreadOut<T>, CliError> + Sync,
-{
-    let progress = Progress::new(threads);
-    let before = store.snapshot();
-    let t0 = Instant::now();
-    let ctx = Ctx {
-        deadline: t0 + duration,
-        progress: &progress,
-    };
-    let (results, timeline) = std::thread::scope(|s| {
-        let sampler = s.spawn(|| progress.sample(store, t0));
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let ctx = &ctx;
-                let work = &work;
-                s.spawn(move || work(t, ctx))
-            })
-            .collect();
-        let results: Vec<_> = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(CliError::Check("a benchmark thread panicked".into())))
-            })
-            .collect();
-        progress
-            .stop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        let timeline = sampler.join().unwrap_or_default();
-        (results, timeline)
-    });
-    let secs = t0.elapsed().as_secs_f64();
-    let delta = store.snapshot().since(&before);
-    let outs = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(Phase {
-        outs,
-        secs,
-        delta,
-        timeline,
-    })
-}
-
-/// Reads one block, counting OOMs (`Ok(None)`), timing it into `rec`.
-#[inline]
-pub fn timed_read<S: Store>(
-    store: &S,
-    rec: &mut RoleRec,
-    oom: &mut u64,
-    file: usize,
-    b: u64,
-    buf: &mut [u8],
-) -> Result<Option<bool>, CliError> {
-    let t = Instant::now();
-    let r = store.read(file, b, buf);
-    rec.latency(t.elapsed().as_nanos() as u64);
-    match r {
-        Ok(hit) => {
-            rec.ops += 1;
-            rec.hit(hit);
-            Ok(Some(hit))
-        }
-        Err(OpError::Oom) => {
-            *oom += 1;
-            Ok(None)
-        }
-        Err(OpError::Fatal(e)) => Err(e),
-    }
-}
-
-/// Writes one block, counting OOMs (`Ok(false)`), timing it into `rec`.
-#[inline]
-pub fn timed_write<S: Store>(
-    store: &S,
-    rec: &mut RoleRec,
-    oom: &mut u64,
-    file: usize,
-    b: u64,
-    buf: &[u8],
-) -> Result<bool, CliError> {
-    let (_, m0) = pagecache::thread_hits_misses();
-    let t = Instant::now();
-    let r = store.write(file, b, buf);
-    rec.latency(t.elapsed().as_nanos() as u64);
-    match r {
-        Ok(()) => {
-            rec.ops += 1;
-            if store.write_lookups() {
-                let (_, m1) = pagecache::thread_hits_misses();
-                rec.hit(m1 == m0);
-            }
-            Ok(true)
-        }
-        Err(OpError::Oom) => {
-            *oom += 1;
-            Ok(false)
-        }
-        Err(OpError::Fatal(e)) => Err(e),
-    }
-}
-
-/// Reads every block `0..n` of `file` once, checking each is at version 0
-/// (`full`: every word); a read refused for want of a frame is skipped.
-pub fn warm<S: Store>(
-    store: &S,
-    file: usize,
-    tag: u32,
-    n: u64,
-    full: bool,
-    check: &mut Checker,
-) -> Result<(), CliError> {
-    let mut buf = super::store::AlignedBuf::new(BLOCK);
-    for b in 0..n {
-        match store.read(file, b, buf.as_mut_slice()) {
-            Ok(_) => check.check(buf.as_slice(), tag, b, 0, full),
-            Err(OpError::Oom) => {}
-            Err(OpError::Fatal(e)) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Reads back `(file, tag, block, version)` after syncing, checking every
-/// word; counts OOMs and retries them a few times.
-pub fn read_back<S: Store>(
-    store: &S,
-    sample: &[(usize, u32, u64, u32)],
-    check: &mut Checker,
-) -> Result<(), CliError> {
-    let mut buf = super::store::AlignedBuf::new(BLOCK);
-    for &(file, tag, b, v) in sample {
-        let mut tries = 0;
-        loop {
-            match store.read(file, b, buf.as_mut_slice()) {
-                Ok(_) => break,
-                Err(OpError::Oom) if tries < 100 => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(OpError::Oom) => {
-                    return Err(CliError::Check(format!(
-                        "reading block {b} back after the run kept failing for want of a frame"
-                    )))
-                }
-                Err(OpError::Fatal(e)) => return Err(e),
-            }
-        }
-        check.check(buf.as_slice(), tag, b, v, true);
-    }
-    Ok(())
 }
 
 /// The role names of a workload, in its role-number order.
@@ -459,6 +204,17 @@ pub fn assemble<T>(
         threads: phase.outs.len(),
         memory_bytes: p.memory,
         duration_secs: secs,
+        work: if p.workload.fixed_work() {
+            "fixed"
+        } else {
+            "timed"
+        }
+        .into(),
+        elapsed_secs: secs,
+        completed: phase.completed,
+        alloc_stall_ns: d.alloc_stall_ns,
+        background_reclaim_writes: d.background_reclaim_writes,
+        knobs: Some(p.knobs.clone()),
         ops: all.ops,
         ops_per_sec: all.ops as f64 / secs.max(1e-9),
         latency_ns: all.latency_ns(),
@@ -476,6 +232,12 @@ pub fn assemble<T>(
                 0.0
             },
             source: String::new(),
+            size_histogram: d.write_sizes.map(|c| {
+                c.iter()
+                    .enumerate()
+                    .map(|(i, &n)| [4096u64 << i, n])
+                    .collect()
+            }),
         },
         throttle: d.throttle_events.map(|events| Throttle {
             events,
@@ -508,6 +270,10 @@ pub fn run<S: Store>(
         Workload::ReadersVsWriter => readers_writer::run(store, specs, p, policy)?,
         Workload::Mixed => mixed::run(store, specs, p, policy)?,
         Workload::Scan => scan::run(store, specs, p, policy)?,
+        Workload::MappedStream => mapped_stream::run(store, specs, p, policy)?,
+        Workload::Fsmark => fsmark::run(store, specs, p, policy)?,
+        Workload::BufferPool => buffer_pool::run(store, specs, p, policy)?,
+        Workload::SmallMemcg => small_memcg::run(store, specs, p, policy)?,
     };
     r.writeback.source = if cache.is_some() {
         "cache counters".into()

@@ -1,11 +1,15 @@
 //! The results: JSON, the aligned table, and the markdown summary.
 
+mod table;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::knobs::Knobs;
 use super::machine::Machine;
+use super::store::DeviceModel;
 
 /// Latency percentiles, nanoseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
@@ -39,6 +43,10 @@ pub struct Writeback {
     /// Where the figures come from: the cache's counters, or (kernel) the
     /// block device's, machine-wide.
     pub source: String,
+    /// (size class upper bound in bytes, writes) as the library's backends
+    /// received them; the last class holds everything larger. `None` for the
+    /// kernel, whose per-I/O sizes are not visible from user space.
+    pub size_histogram: Option<Vec<[u64; 2]>>,
 }
 
 /// Throttle figures (reclaim + dirty throttles).
@@ -68,6 +76,20 @@ pub struct RunResult {
     pub threads: usize,
     pub memory_bytes: u64,
     pub duration_secs: f64,
+    /// "fixed": a fixed amount of work, elapsed time compares; "timed": runs
+    /// for the duration, throughput compares.
+    pub work: String,
+    /// Fixed work: the time the work took (timed: the run's length).
+    pub elapsed_secs: f64,
+    /// Fixed work: it finished within the time cap.
+    pub completed: bool,
+    /// Time allocating threads spent past the allocator's fast path (reclaim
+    /// scans, pageout writes, throttle waits). `None`: the kernel.
+    pub alloc_stall_ns: Option<u64>,
+    /// Pages written by the background reclaimer (`legacy` only writes them).
+    pub background_reclaim_writes: Option<u64>,
+    /// The knobs the run used (kernel: the dirty limits it ran under).
+    pub knobs: Option<Knobs>,
     pub ops: u64,
     pub ops_per_sec: f64,
     pub latency_ns: Latency,
@@ -86,6 +108,11 @@ pub struct RunResult {
     /// `None` where it cannot be measured (the kernel).
     pub alloc_stack_peak_bytes: Option<u64>,
     pub verified: bool,
+    /// Fixed work: bytes written back over the whole elapsed time, as a
+    /// fraction of the device's sequential write speed measured before the
+    /// runs (what the writeback path costs against the bare device).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub writeback_of_device: Option<f64>,
     /// `hit`: zero-copy pins per second.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pin_ops_per_sec: Option<f64>,
@@ -108,6 +135,10 @@ pub struct RunResult {
     /// `kernel`: the cgroup's peak usage.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kernel_memory_peak_bytes: Option<u64>,
+    /// `kernel`: the memory cgroup's OOM killer killed the child; the run
+    /// has no figures and nothing was verified.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub kernel_oom_killed: bool,
     /// Whether the library's files bypassed the kernel page cache (O_DIRECT).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub direct_io: Option<bool>,
@@ -120,6 +151,17 @@ pub struct RunResult {
     pub timeline: Vec<TimePoint>,
 }
 
+impl RunResult {
+    /// Records what the fixed work's writeback achieved against the device
+    /// speed `device` (bytes per second) measured before the runs.
+    pub fn note_device(&mut self, device: f64) {
+        if self.work == "fixed" && self.elapsed_secs > 0.0 && device > 0.0 {
+            self.writeback_of_device =
+                Some(self.writeback.bytes as f64 / self.elapsed_secs / device);
+        }
+    }
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -129,6 +171,10 @@ pub struct Report {
     pub threads: usize,
     pub duration_secs: f64,
     pub kernel_memory_limited: Option<bool>,
+    /// Fraction of the default fixed work `small-memcg` did.
+    pub work_scale: f64,
+    /// The modelled device under the library's files, if any.
+    pub device_model: Option<DeviceModel>,
     /// How the numbers were taken.
     pub method: Vec<String>,
     pub runs: Vec<RunResult>,
@@ -162,7 +208,7 @@ pub fn ns(x: u64) -> String {
     }
 }
 
-fn bytes(x: f64) -> String {
+pub fn bytes(x: f64) -> String {
     let a = x.abs();
     if a >= (1u64 << 30) as f64 {
         format!("{:.2}GiB", x / (1u64 << 30) as f64)
@@ -175,134 +221,14 @@ fn bytes(x: f64) -> String {
     }
 }
 
-fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+pub fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".into())
-}
-
-/// The table's columns: header and cell of a run.
-pub const COLUMNS: &[(&str, &str)] = &[
-    ("workload", "the workload (DESIGN §7)"),
-    (
-        "policy",
-        "offload/legacy/no-throttle: the library; kernel: buffered pread/pwrite",
-    ),
-    ("ops/s", "operations per second, all threads"),
-    ("p50", "median latency of one operation"),
-    ("p99", "99th percentile latency"),
-    ("p99.9", "99.9th percentile latency"),
-    ("max", "slowest operation"),
-    (
-        "rd p99.9",
-        "readers' 99.9th percentile latency (where roles differ)",
-    ),
-    (
-        "hit%",
-        "page lookups that hit (scan: the hot set's; kernel: reads)",
-    ),
-    (
-        "drw",
-        "direct reclaim writes: pages an allocating thread wrote itself",
-    ),
-    ("oom", "operations that failed for want of a frame"),
-    ("wb avg io", "average writeback I/O size"),
-    (
-        "wb rate",
-        "writeback bytes over the time writeback was active",
-    ),
-    ("throttle", "throttle pauses (count / total time)"),
-    ("stack", "deepest stack the allocation path reached"),
-    ("ok", "data read back matched what was written"),
-];
-
-fn cells(r: &RunResult) -> Vec<String> {
-    let mut hit_s = opt(r.hot_hit_ratio.or(r.hit_ratio), |h| {
-        format!("{:.1}", h * 100.0)
-    });
-    if let Some(l) = r.lru_hit_ratio {
-        let _ = write!(hit_s, " (lru {:.1})", l * 100.0);
-    }
-    let mut policy = r.policy.clone();
-    if r.kernel_memory_limited == Some(false) {
-        policy.push_str(" (unlimited)");
-    }
-    vec![
-        r.workload.clone(),
-        policy,
-        si(r.ops_per_sec),
-        ns(r.latency_ns.p50),
-        ns(r.latency_ns.p99),
-        ns(r.latency_ns.p999),
-        ns(r.latency_ns.max),
-        opt(r.roles.get("readers"), |x| ns(x.latency_ns.p999)),
-        hit_s,
-        opt(r.direct_reclaim_writes, |x| x.to_string()),
-        r.oom_errors.to_string(),
-        if r.writeback.ios > 0 {
-            bytes(r.writeback.avg_io_bytes as f64)
-        } else {
-            "-".into()
-        },
-        if r.writeback.bytes_per_sec > 0.0 {
-            format!("{}/s", bytes(r.writeback.bytes_per_sec))
-        } else {
-            "-".into()
-        },
-        opt(r.throttle, |t| format!("{} / {}", t.events, ns(t.total_ns))),
-        opt(r.alloc_stack_peak_bytes, |b| bytes(b as f64)),
-        if r.verified { "yes" } else { "NO" }.into(),
-    ]
-}
-
-fn rows(runs: &[RunResult]) -> (Vec<String>, Vec<Vec<String>>) {
-    (
-        COLUMNS.iter().map(|(h, _)| h.to_string()).collect(),
-        runs.iter().map(cells).collect(),
-    )
-}
-
-/// The aligned plain-text table.
-pub fn table(runs: &[RunResult]) -> String {
-    let (head, body) = rows(runs);
-    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
-    for r in &body {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = w[i] - c.chars().count();
-            // Text columns left-aligned, numbers right-aligned.
-            if i < 2 {
-                s.push_str(c);
-                s.push_str(&" ".repeat(pad));
-            } else {
-                s.push_str(&" ".repeat(pad));
-                s.push_str(c);
-            }
-            if i + 1 < cells.len() {
-                s.push_str("  ");
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&head);
-    let mut last = String::new();
-    for r in &body {
-        if !last.is_empty() && r[0] != last {
-            out.push('\n');
-        }
-        last = r[0].clone();
-        out.push_str(&line(r));
-    }
-    out
 }
 
 /// The machine line shown above the table.
 pub fn machine_line(rep: &Report) -> String {
     let m = &rep.machine;
-    format!(
+    let mut line = format!(
         "{} cores ({}), {} RAM, Linux {}; device sequential write {}/s; budget {}, {} threads, {:.1} s per run; kernel runs {}",
         m.cores,
         m.cpu_model,
@@ -317,37 +243,31 @@ pub fn machine_line(rep: &Report) -> String {
             Some(false) => "NOT memory-limited (no memory cgroup could be made)",
             None => "not run",
         }
-    )
+    );
+    let _ = write!(line, "; fixed work ×{}", rep.work_scale);
+    if let Some(d) = rep.device_model {
+        let _ = write!(
+            line,
+            "; modelled device: {:?} per I/O, {:?} more per seek",
+            d.latency, d.seek
+        );
+    }
+    line
 }
 
-/// The markdown summary: machine line, table, column legend.
+pub use table::table;
+
+/// The markdown summary: machine line, tables, column legends.
 pub fn summary_md(rep: &Report) -> String {
-    let (head, body) = rows(&rep.runs);
     let mut s = String::new();
     let _ = writeln!(s, "Machine: {}\n", machine_line(rep));
-    let _ = writeln!(s, "| {} |", head.join(" | "));
-    let _ = writeln!(
-        s,
-        "|{}",
-        head.iter()
-            .enumerate()
-            .map(|(i, _)| if i < 2 { " --- |" } else { " ---: |" })
-            .collect::<String>()
-    );
-    for r in &body {
-        let _ = writeln!(s, "| {} |", r.join(" | "));
-    }
-    s.push('\n');
-    for (h, d) in COLUMNS {
-        let _ = writeln!(s, "- **{h}**: {d}");
-    }
-    s.push('\n');
+    table::markdown(&mut s, &rep.runs);
     for m in &rep.method {
         let _ = writeln!(s, "- {m}");
     }
     let _ = writeln!(
         s,
-        "\nPlots: `latency-<workload>.svg` (latency CDF per policy), `timeline-<workload>.svg` (throughput, dirty and writeback pages over time)."
+        "\nPlots: `fixed-<workload>.svg` (elapsed and allocation stall time per policy) and `wsize-<workload>.svg` (writes by size) for the fixed-work workloads; `latency-<workload>.svg` (latency CDF per policy), `timeline-<workload>.svg` (throughput, dirty and writeback pages over time) for all."
     );
     s
 }

@@ -1,0 +1,268 @@
+//! The two tables of a report: the fixed-work workloads (the 2010 debate,
+//! compared as Mel Gorman's tables did: elapsed time and allocation stalls)
+//! and the everyday timed workloads (throughput and latency).
+
+use std::fmt::Write as _;
+
+use super::{bytes, ns, opt, si, RunResult};
+
+/// The fixed-work table's columns: header and legend.
+const FIXED_COLUMNS: &[(&str, &str)] = &[
+    ("workload", "the workload (DESIGN §7)"),
+    (
+        "policy",
+        "offload/legacy/no-throttle: the library; kernel: buffered pread/pwrite",
+    ),
+    (
+        "dirty",
+        "dirty ratio / background ratio in force (kernel: vm.dirty_*)",
+    ),
+    ("elapsed", "time the fixed work took"),
+    ("done", "the work finished within the time cap"),
+    ("work/s", "the fixed work's operations per second (writers')"),
+    (
+        "stall",
+        "allocation stall: time allocating threads spent past the fast path (reclaim, pageout writes, throttle waits)",
+    ),
+    (
+        "drw",
+        "direct reclaim writes: pages an allocating thread wrote itself",
+    ),
+    (
+        "brw",
+        "background reclaim writes: pages the background reclaimer wrote itself",
+    ),
+    ("wb ios", "writeback write I/Os"),
+    ("wb avg io", "average writeback I/O size"),
+    (
+        "wb/dev",
+        "bytes written back per second of elapsed time, over the device's sequential write speed",
+    ),
+    ("rd p50", "readers' median latency (where there are readers)"),
+    ("rd p99", "readers' 99th percentile latency"),
+    ("rd p99.9", "readers' 99.9th percentile latency"),
+    ("oom", "operations that failed for want of a frame (retried)"),
+    ("stack", "deepest stack the allocation path reached"),
+    ("ok", "data read back matched what was written"),
+];
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "NO" }.into()
+}
+
+fn policy(r: &RunResult) -> String {
+    let mut policy = r.policy.clone();
+    if r.kernel_memory_limited == Some(false) {
+        policy.push_str(" (unlimited)");
+    }
+    policy
+}
+
+fn cells_fixed(r: &RunResult) -> Vec<String> {
+    let readers = r.roles.get("readers");
+    let work = r
+        .roles
+        .get("writers")
+        .map_or(r.ops_per_sec, |w| w.ops_per_sec);
+    vec![
+        r.workload.clone(),
+        policy(r),
+        opt(r.knobs.as_ref(), |k| {
+            format!("{}/{}", k.dirty_ratio, k.dirty_background_ratio)
+        }),
+        format!("{:.2}s", r.elapsed_secs),
+        yes(r.completed),
+        si(work),
+        opt(r.alloc_stall_ns, ns),
+        opt(r.direct_reclaim_writes, |x| x.to_string()),
+        opt(r.background_reclaim_writes, |x| x.to_string()),
+        r.writeback.ios.to_string(),
+        if r.writeback.ios > 0 {
+            bytes(r.writeback.avg_io_bytes as f64)
+        } else {
+            "-".into()
+        },
+        opt(r.writeback_of_device, |f| format!("{:.0}%", f * 100.0)),
+        opt(readers, |x| ns(x.latency_ns.p50)),
+        opt(readers, |x| ns(x.latency_ns.p99)),
+        opt(readers, |x| ns(x.latency_ns.p999)),
+        r.oom_errors.to_string(),
+        opt(r.alloc_stack_peak_bytes, |b| bytes(b as f64)),
+        yes(r.verified),
+    ]
+}
+
+/// The everyday table's columns: header and legend.
+const COLUMNS: &[(&str, &str)] = &[
+    ("workload", "the workload (DESIGN §7)"),
+    (
+        "policy",
+        "offload/legacy/no-throttle: the library; kernel: buffered pread/pwrite",
+    ),
+    ("ops/s", "operations per second, all threads"),
+    ("p50", "median latency of one operation"),
+    ("p99", "99th percentile latency"),
+    ("p99.9", "99.9th percentile latency"),
+    ("max", "slowest operation"),
+    (
+        "rd p99.9",
+        "readers' 99.9th percentile latency (where roles differ)",
+    ),
+    (
+        "hit%",
+        "page lookups that hit (scan: the hot set's; kernel: reads)",
+    ),
+    (
+        "drw",
+        "direct reclaim writes: pages an allocating thread wrote itself",
+    ),
+    ("oom", "operations that failed for want of a frame"),
+    ("wb avg io", "average writeback I/O size"),
+    (
+        "wb rate",
+        "writeback bytes over the time writeback was active",
+    ),
+    ("throttle", "throttle pauses (count / total time)"),
+    ("stack", "deepest stack the allocation path reached"),
+    ("ok", "data read back matched what was written"),
+];
+
+fn cells_timed(r: &RunResult) -> Vec<String> {
+    let mut hit_s = opt(r.hot_hit_ratio.or(r.hit_ratio), |h| {
+        format!("{:.1}", h * 100.0)
+    });
+    if let Some(l) = r.lru_hit_ratio {
+        let _ = write!(hit_s, " (lru {:.1})", l * 100.0);
+    }
+    vec![
+        r.workload.clone(),
+        policy(r),
+        si(r.ops_per_sec),
+        ns(r.latency_ns.p50),
+        ns(r.latency_ns.p99),
+        ns(r.latency_ns.p999),
+        ns(r.latency_ns.max),
+        opt(r.roles.get("readers"), |x| ns(x.latency_ns.p999)),
+        hit_s,
+        opt(r.direct_reclaim_writes, |x| x.to_string()),
+        r.oom_errors.to_string(),
+        if r.writeback.ios > 0 {
+            bytes(r.writeback.avg_io_bytes as f64)
+        } else {
+            "-".into()
+        },
+        if r.writeback.bytes_per_sec > 0.0 {
+            format!("{}/s", bytes(r.writeback.bytes_per_sec))
+        } else {
+            "-".into()
+        },
+        opt(r.throttle, |t| format!("{} / {}", t.events, ns(t.total_ns))),
+        opt(r.alloc_stack_peak_bytes, |b| bytes(b as f64)),
+        yes(r.verified),
+    ]
+}
+
+type Rows = (Vec<String>, Vec<Vec<String>>);
+type Legend = &'static [(&'static str, &'static str)];
+
+/// The two tables' rows: (title, legend, header and body), empty ones left out.
+fn sections(runs: &[RunResult]) -> Vec<(&'static str, Legend, Rows)> {
+    let part = |fixed: bool| -> Vec<&RunResult> {
+        runs.iter()
+            .filter(|r| (r.work == "fixed") == fixed)
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (fixed, title, cols, cells) in [
+        (
+            true,
+            "The 2010 debate: fixed work",
+            FIXED_COLUMNS,
+            cells_fixed as fn(&RunResult) -> Vec<String>,
+        ),
+        (false, "Everyday workloads: timed", COLUMNS, cells_timed),
+    ] {
+        let rs = part(fixed);
+        if rs.is_empty() {
+            continue;
+        }
+        let head = cols.iter().map(|(h, _)| h.to_string()).collect();
+        let body = rs.into_iter().map(cells).collect();
+        out.push((title, cols, (head, body)));
+    }
+    out
+}
+
+fn aligned((head, body): &Rows) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in body {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            // Text columns left-aligned, numbers right-aligned.
+            if i < 2 {
+                s.push_str(c);
+                s.push_str(&" ".repeat(pad));
+            } else {
+                s.push_str(&" ".repeat(pad));
+                s.push_str(c);
+            }
+            if i + 1 < cells.len() {
+                s.push_str("  ");
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(head);
+    let mut last = String::new();
+    for r in body {
+        if !last.is_empty() && r[0] != last {
+            out.push('\n');
+        }
+        last = r[0].clone();
+        out.push_str(&line(r));
+    }
+    out
+}
+
+/// The aligned plain-text tables.
+pub fn table(runs: &[RunResult]) -> String {
+    let mut out = String::new();
+    for (i, (title, _, rows)) in sections(runs).iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "{title}\n");
+        out.push_str(&aligned(rows));
+    }
+    out
+}
+
+/// The markdown tables with their legends.
+pub fn markdown(s: &mut String, runs: &[RunResult]) {
+    for (title, cols, (head, body)) in sections(runs) {
+        let _ = writeln!(s, "#### {title}\n");
+        let _ = writeln!(s, "| {} |", head.join(" | "));
+        let _ = writeln!(
+            s,
+            "|{}",
+            head.iter()
+                .enumerate()
+                .map(|(i, _)| if i < 2 { " --- |" } else { " ---: |" })
+                .collect::<String>()
+        );
+        for r in &body {
+            let _ = writeln!(s, "| {} |", r.join(" | "));
+        }
+        s.push('\n');
+        for (h, d) in cols {
+            let _ = writeln!(s, "- **{h}**: {d}");
+        }
+        s.push('\n');
+    }
+}

@@ -1,0 +1,113 @@
+//! `buffer-pool`: a database buffer pool that lets most of its pages be dirty
+//! (InnoDB's `innodb_max_dirty_pages_pct` 90; PostgreSQL backends that call
+//! `FlushBuffer` themselves). Writer threads update pages in place — read,
+//! check, modify through a `page_mut` guard — picked from a scrambled zipfian
+//! distribution (θ 0.99) over a file 4× the budget; each owns the blocks
+//! `b ≡ t (mod writers)` so it knows every version. Reader threads read pages
+//! from the same distribution (checking each is whole and self-consistent)
+//! until the writers have made their fixed number of updates.
+
+use super::mixed::Zipf;
+use super::randwrite::{owner_out, sync_and_read_back};
+use super::{
+    assemble, fixed_phase, timed_modify, timed_read, until_done, work_cap, FileSpec, Params, Roles,
+    ThreadOut,
+};
+use crate::bench::block::{self, hash, Rng};
+use crate::bench::report::RunResult;
+use crate::bench::store::{OpError, Store};
+use crate::CliError;
+
+const READERS: usize = 0;
+const WRITERS: usize = 1;
+
+/// Updates all writers make together: four times the budget's pages. Fewer
+/// would not dirty enough distinct pages, under a zipfian choice, to fill the
+/// budget: the pool would never need to evict.
+pub fn updates(p: &Params) -> u64 {
+    4 * p.frames()
+}
+
+/// Buffered reads and writes of the kernel are not atomic against each
+/// other: a read racing an update can see part of each version. A block that
+/// is not self-consistent is read again a few times before it counts as
+/// wrong (the library's reads are, and pass the first time).
+fn settle<S: Store>(store: &S, b: u64, tag: u32, buf: &mut [u8]) -> Result<(), CliError> {
+    for _ in 0..3 {
+        if block::check_light(buf, tag, b, block::version(buf)).is_ok() {
+            break;
+        }
+        match store.read(0, b, buf) {
+            Ok(_) | Err(OpError::Oom) => {}
+            Err(OpError::Fatal(e)) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn run<S: Store>(
+    store: &S,
+    specs: &[FileSpec],
+    p: &Params,
+    policy: &str,
+) -> Result<RunResult, CliError> {
+    let (tag, n) = (specs[0].tag, specs[0].blocks);
+    let threads = p.threads.max(2);
+    let writers = (threads / 2).max(1);
+    let per_writer = updates(p).div_ceil(writers as u64);
+    let mut ph = fixed_phase(store, threads, writers, work_cap(p), |t, ctx| {
+        if t >= writers {
+            let mut out = ThreadOut::<Vec<u32>>::new(2);
+            let zipf = Zipf::new(n, 0.99);
+            let mut rng = Rng::new(p.seed ^ t as u64);
+            ctx.repeat(t, |buf| {
+                let b = hash(zipf.next(&mut rng) ^ p.seed) % n;
+                if timed_read(store, &mut out.roles[READERS], &mut out.oom, 0, b, buf)?.is_some() {
+                    settle(store, b, tag, buf)?;
+                    out.check.check(buf, tag, b, block::version(buf), false);
+                }
+                Ok(())
+            })?;
+            return Ok(out);
+        }
+        let (mut out, owned) = owner_out(2, n, writers, t);
+        if owned == 0 {
+            return Ok(out);
+        }
+        let zipf = Zipf::new(owned, 0.99);
+        let mut rng = Rng::new(p.seed ^ t as u64);
+        for i in 0..per_writer {
+            let k = hash(zipf.next(&mut rng) ^ p.seed) % owned;
+            let b = k * writers as u64 + t as u64;
+            let v = out.state[k as usize];
+            let done = until_done(ctx, &mut out, |o| {
+                timed_modify(
+                    store,
+                    &mut o.roles[WRITERS],
+                    &mut o.oom,
+                    0,
+                    b,
+                    &mut |page| {
+                        o.check.check(page, tag, b, v, false);
+                        block::fill(page, tag, b, v + 1);
+                    },
+                )
+            })?;
+            if !done {
+                break;
+            }
+            out.state[k as usize] = v + 1;
+            ctx.progress.set(t, i + 1);
+        }
+        Ok(out)
+    })?;
+    // Readers' outputs have no versions: only the writers' are read back.
+    let check = sync_and_read_back(store, &ph.outs[..writers], writers, tag, p.seed)?;
+    Ok(assemble(
+        p,
+        policy,
+        Roles(&["readers", "writers"]),
+        &mut ph,
+        check,
+    ))
+}

@@ -1,0 +1,361 @@
+//! Source files under the cache, with their descriptors opened on demand.
+//!
+//! A cached file's mapping lives as long as its pages, but its descriptor
+//! need not: a tree of thousands of files would otherwise hold thousands of
+//! descriptors and run the mount out of them. [`Fds`] keeps a bounded set of
+//! open descriptors, closes the least recently used one when it needs room,
+//! and [`Source::fd`] reopens a file by its current path (checking it is
+//! still the same inode) when its descriptor was closed. A file that lost
+//! its last name while in use cannot be reopened, so its descriptor is
+//! pinned before the name goes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, OpenOptions};
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use super::inode::Key;
+
+/// The open descriptors of source files, least recently used first out.
+pub struct Fds {
+    root: PathBuf,
+    capacity: usize,
+    lru: Mutex<Lru>,
+    next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct Lru {
+    open: HashMap<u64, Slot>,
+    /// Unpinned open descriptors by last use.
+    order: BTreeMap<u64, u64>,
+    clock: u64,
+}
+
+struct Slot {
+    fd: Arc<fs::File>,
+    stamp: u64,
+    pins: usize,
+}
+
+impl Lru {
+    fn touch(&mut self, id: u64) -> Option<Arc<fs::File>> {
+        self.clock += 1;
+        let clock = self.clock;
+        let slot = self.open.get_mut(&id)?;
+        if slot.pins == 0 {
+            self.order.remove(&slot.stamp);
+            self.order.insert(clock, id);
+        }
+        slot.stamp = clock;
+        Some(slot.fd.clone())
+    }
+
+    fn insert(&mut self, id: u64, fd: Arc<fs::File>, capacity: usize) -> Arc<fs::File> {
+        if let Some(fd) = self.touch(id) {
+            return fd;
+        }
+        while self.order.len() >= capacity {
+            let Some((_, victim)) = self.order.pop_first() else {
+                break;
+            };
+            // Closed when the last request using it is done with it.
+            self.open.remove(&victim);
+        }
+        self.clock += 1;
+        self.order.insert(self.clock, id);
+        self.open.insert(
+            id,
+            Slot {
+                fd: fd.clone(),
+                stamp: self.clock,
+                pins: 0,
+            },
+        );
+        fd
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(slot) = self.open.remove(&id) {
+            if slot.pins == 0 {
+                self.order.remove(&slot.stamp);
+            }
+        }
+    }
+}
+
+impl Fds {
+    /// Descriptors of files under `root`, at most `capacity` unpinned ones
+    /// open at once.
+    pub fn new(root: PathBuf, capacity: usize) -> Arc<Self> {
+        Arc::new(Fds {
+            root,
+            capacity: capacity.max(1),
+            lru: Mutex::new(Lru::default()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// How many descriptors are open now (pinned ones included).
+    pub fn open_count(&self) -> usize {
+        self.lru.lock().open.len()
+    }
+
+    /// The full path of `rel`.
+    pub fn full(&self, rel: &Path) -> PathBuf {
+        if rel.as_os_str().is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(rel)
+        }
+    }
+}
+
+/// A regular file of SOURCE_DIR whose data is cached.
+pub struct Source {
+    id: u64,
+    /// Identity, checked on every reopen.
+    pub key: Key,
+    /// Whether it could be opened for writing.
+    pub writable: bool,
+    /// Path relative to SOURCE_DIR; `None` once its last known name is gone.
+    rel: Mutex<Option<PathBuf>>,
+    /// Nanoseconds since the epoch of the last write through the mount; 0:
+    /// none. The source's mtime only moves at writeback.
+    modified: AtomicU64,
+    fds: Arc<Fds>,
+}
+
+impl Source {
+    /// A source file at `rel`, whose descriptor `fd` has just been opened.
+    pub fn new(fds: &Arc<Fds>, rel: PathBuf, fd: fs::File, writable: bool) -> io::Result<Self> {
+        let key = super::inode::key_of(&fd.metadata()?);
+        let id = fds.next_id.fetch_add(1, Ordering::Relaxed);
+        fds.lru.lock().insert(id, Arc::new(fd), fds.capacity);
+        Ok(Source {
+            id,
+            key,
+            writable,
+            rel: Mutex::new(Some(rel)),
+            modified: AtomicU64::new(0),
+            fds: fds.clone(),
+        })
+    }
+
+    /// The descriptor, reopened by path if it was closed.
+    pub fn fd(&self) -> io::Result<Arc<fs::File>> {
+        if let Some(fd) = self.fds.lru.lock().touch(self.id) {
+            return Ok(fd);
+        }
+        let fd = Arc::new(self.reopen()?);
+        Ok(self.fds.lru.lock().insert(self.id, fd, self.fds.capacity))
+    }
+
+    fn reopen(&self) -> io::Result<fs::File> {
+        let rel = self.rel.lock().clone().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "the file has no name left to reopen it by",
+            )
+        })?;
+        let fd = OpenOptions::new()
+            .read(true)
+            .write(self.writable)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.fds.full(&rel))?;
+        if super::inode::key_of(&fd.metadata()?) != self.key {
+            // Replaced behind the mount's back: writing there would
+            // corrupt another file.
+            return Err(io::Error::from_raw_os_error(libc::ESTALE));
+        }
+        Ok(fd)
+    }
+
+    /// Keeps the descriptor open until [`Source::unpin`] (or for good), for
+    /// while the file's path is not kept up to date: it is being unlinked,
+    /// or set aside out of the inode table.
+    pub fn pin(&self) -> io::Result<()> {
+        let fd = self.fd()?;
+        let mut lru = self.fds.lru.lock();
+        let lru = &mut *lru;
+        match lru.open.get_mut(&self.id) {
+            Some(slot) => {
+                if slot.pins == 0 {
+                    lru.order.remove(&slot.stamp);
+                }
+                slot.pins += 1;
+            }
+            None => {
+                // Evicted between `fd()` and here: put it back pinned.
+                lru.clock += 1;
+                lru.open.insert(
+                    self.id,
+                    Slot {
+                        fd,
+                        stamp: lru.clock,
+                        pins: 1,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes one [`Source::pin`].
+    pub fn unpin(&self) {
+        let mut lru = self.fds.lru.lock();
+        let lru = &mut *lru;
+        if let Some(slot) = lru.open.get_mut(&self.id) {
+            if slot.pins > 0 {
+                slot.pins -= 1;
+                if slot.pins == 0 {
+                    lru.clock += 1;
+                    slot.stamp = lru.clock;
+                    lru.order.insert(lru.clock, self.id);
+                }
+            }
+        }
+    }
+
+    /// The path (relative to SOURCE_DIR) it is reopened by.
+    pub fn set_rel(&self, rel: Option<PathBuf>) {
+        *self.rel.lock() = rel;
+    }
+
+    /// The path it was last known by, for messages.
+    pub fn display_path(&self) -> String {
+        match &*self.rel.lock() {
+            Some(rel) => self.fds.full(rel).display().to_string(),
+            None => format!("(deleted file, inode {})", self.key.1),
+        }
+    }
+
+    /// `fstat` of the source file.
+    pub fn metadata(&self) -> io::Result<fs::Metadata> {
+        self.fd()?.metadata()
+    }
+
+    /// Notes a write through the mount now.
+    pub fn touch(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos().try_into().unwrap_or(u64::MAX));
+        self.modified.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// When it was last written through the mount.
+    pub fn modified(&self) -> Option<SystemTime> {
+        match self.modified.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(UNIX_EPOCH + Duration::from_nanos(n)),
+        }
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.fds.lru.lock().remove(self.id);
+    }
+}
+
+/// The cache's backend for a source file: every call goes through the
+/// file's current descriptor.
+pub struct SourceBackend(pub Arc<Source>);
+
+impl pagecache::Backend for SourceBackend {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        Ok(rustix::io::pread(self.0.fd()?.as_fd(), buf, offset)?)
+    }
+
+    fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        Ok(rustix::io::pwritev(self.0.fd()?.as_fd(), bufs, offset)?)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(rustix::fs::fdatasync(self.0.fd()?.as_fd())?)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.size())
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.fd()?.set_len(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(fds: &Arc<Fds>, dir: &Path, name: &str) -> Source {
+        let fd = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(name))
+            .unwrap();
+        Source::new(fds, name.into(), fd, true).unwrap()
+    }
+
+    #[test]
+    fn closed_descriptors_are_reopened_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fds = Fds::new(dir.path().into(), 2);
+        let s: Vec<Source> = (0..5)
+            .map(|i| source(&fds, dir.path(), &format!("f{i}")))
+            .collect();
+        assert_eq!(fds.open_count(), 2);
+        for (i, s) in s.iter().enumerate() {
+            s.fd().unwrap().set_len(i as u64 * 10).unwrap();
+            assert!(fds.open_count() <= 2);
+        }
+        for (i, s) in s.iter().enumerate() {
+            assert_eq!(s.metadata().unwrap().len(), i as u64 * 10);
+        }
+        drop(s);
+        assert_eq!(fds.open_count(), 0);
+    }
+
+    #[test]
+    fn a_renamed_file_is_reopened_by_its_new_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let fds = Fds::new(dir.path().into(), 1);
+        let a = source(&fds, dir.path(), "a");
+        let _b = source(&fds, dir.path(), "b");
+        fs::rename(dir.path().join("a"), dir.path().join("c")).unwrap();
+        // Still by the old name: another file took it.
+        fs::write(dir.path().join("a"), b"other").unwrap();
+        let err = a.metadata().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESTALE), "{err}");
+        a.set_rel(Some("c".into()));
+        assert_eq!(a.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn pinned_descriptors_survive_unlink_and_eviction() {
+        let dir = tempfile::tempdir().unwrap();
+        let fds = Fds::new(dir.path().into(), 1);
+        let a = source(&fds, dir.path(), "a");
+        a.pin().unwrap();
+        fs::remove_file(dir.path().join("a")).unwrap();
+        a.set_rel(None);
+        let others: Vec<Source> = (0..3)
+            .map(|i| source(&fds, dir.path(), &format!("o{i}")))
+            .collect();
+        assert_eq!(a.metadata().unwrap().nlink(), 0);
+        assert_eq!(fds.open_count(), 2);
+        a.unpin();
+        let _more = source(&fds, dir.path(), "more");
+        assert!(a.metadata().is_err(), "unpinned and evicted: no name left");
+        drop(others);
+    }
+}
