@@ -71,10 +71,11 @@ pub(crate) fn touch(m: &Mapping, f: &Frame) {
     }
 }
 
-/// The background prefetcher: one thread per cache, started on the first
-/// `WillNeed`, fed through a channel. It holds the cache weakly between
-/// jobs, so it never keeps a dropped cache alive; it exits when the cache
-/// (and with it the sender) is gone.
+/// The background readers: `READERS` threads per cache, started on the
+/// first `WillNeed` or asynchronous readahead window, fed through one
+/// channel. They hold the cache weakly between jobs, so they never keep a
+/// dropped cache alive; they exit when the cache (and with it the sender)
+/// is gone.
 #[derive(Default)]
 pub(crate) struct Prefetcher {
     tx: Mutex<Option<Sender<Job>>>,
@@ -83,24 +84,64 @@ pub(crate) struct Prefetcher {
 struct Job {
     mapping: Arc<Mapping>,
     pages: Range<u64>,
+    /// A piece of a readahead window (read as one, from its first page),
+    /// rather than a `WillNeed` range.
+    window: bool,
+    /// The window's page that gets the marker.
+    marker: Option<u64>,
 }
+
+/// Background reader threads: enough to keep a window's pieces in flight at
+/// once (a device reads several large requests faster than one).
+const READERS: usize = 4;
 
 impl Prefetcher {
     fn submit(&self, inner: &Arc<Inner>, job: Job) -> Result<()> {
         let mut tx = self.tx.lock();
         if tx.is_none() {
             let (s, r) = unbounded();
-            let weak = Arc::downgrade(inner);
-            std::thread::Builder::new()
-                .name("pc-prefetch".into())
-                .spawn(move || run(&weak, &r))
-                .map_err(|e| Error::io("spawning the prefetch thread", None, e))?;
+            for _ in 0..READERS {
+                let weak = Arc::downgrade(inner);
+                let r = r.clone();
+                std::thread::Builder::new()
+                    .name("pc-prefetch".into())
+                    .spawn(move || run(&weak, &r))
+                    .map_err(|e| Error::io("spawning the prefetch thread", None, e))?;
+            }
             *tx = Some(s);
         }
         if let Some(s) = tx.as_ref() {
             // The receiver lives as long as the sender (it exits only when
             // the sender is dropped), so this cannot fail.
             let _ = s.send(job);
+        }
+        Ok(())
+    }
+
+    /// Submits the readahead window `pages`, whose page `marker` gets the
+    /// marker, in pieces of at most `piece` pages that the background
+    /// readers read at once (the first piece, with the marker, first).
+    pub(crate) fn readahead(
+        &self,
+        inner: &Arc<Inner>,
+        m: &Arc<Mapping>,
+        pages: Range<u64>,
+        marker: u64,
+        piece: u64,
+    ) -> Result<()> {
+        let mut start = pages.start;
+        while start < pages.end {
+            let end = pages.end.min(start + piece.max(1));
+            self.submit(
+                inner,
+                Job {
+                    mapping: m.clone(),
+                    pages: start..end,
+                    window: true,
+                    marker: (start..end).contains(&marker).then_some(marker),
+                },
+            )?;
+            start = end;
         }
         Ok(())
     }
@@ -111,14 +152,27 @@ fn run(inner: &Weak<Inner>, rx: &Receiver<Job>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        prefetch_now(&inner, &job.mapping, job.pages);
+        if inner.closing.load(Ordering::Acquire) {
+            continue;
+        }
+        let Job {
+            mapping,
+            pages,
+            window,
+            marker,
+        } = job;
+        if window {
+            readahead::read_window(&inner, &mapping, pages, marker);
+        } else {
+            prefetch_now(&inner, &mapping, pages);
+        }
     }
 }
 
 /// Reads the missing pages of `pages` in windows, skipping resident ones,
 /// until the range is in or free frames run short.
 fn prefetch_now(inner: &Inner, m: &Mapping, pages: Range<u64>) {
-    let chunk = readahead::max_pages(inner.page_size(), true);
+    let chunk = readahead::max_pages(inner, true);
     let end = pages.end.min(m.size().div_ceil(inner.page_size() as u64));
     let mut index = pages.start;
     while index < end {
@@ -129,7 +183,7 @@ fn prefetch_now(inner: &Inner, m: &Mapping, pages: Range<u64>) {
             index += 1;
             continue;
         }
-        let n = readahead::populate_window(inner, m, index, (end - index).min(chunk));
+        let n = readahead::populate_window(inner, m, index, (end - index).min(chunk), None);
         if n == 0 {
             if m.lookup(index).is_none() {
                 // No free frame above the low watermark: prefetch never
@@ -209,6 +263,8 @@ impl File {
                         Job {
                             mapping: m.clone(),
                             pages,
+                            window: false,
+                            marker: None,
                         },
                     )?;
                 }

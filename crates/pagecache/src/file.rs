@@ -12,11 +12,14 @@ use crate::errseq::ErrSeqSince;
 use crate::filemap::{self, Fill};
 use crate::guard::{held, PageReadGuard, PageWriteGuard};
 use crate::mapping::Mapping;
+use crate::readahead::{self, Ra, RaState};
 use crate::{throttle, truncate, writeback};
 
-/// One open of a file. Clones share the open (and its writeback-error
-/// cursor), like a duplicated file descriptor; a new [`PageCache::open`]
-/// of the same path is a new open.
+/// One open of a file. Clones share the open (its writeback-error cursor
+/// and its readahead window), like a duplicated file descriptor; a new
+/// [`PageCache::open`] of the same path, or [`File::reopen`], is a new open.
+/// Give each sequential reader its own open: readers sharing one open share
+/// one readahead window, and interleaved positions break its sequence.
 ///
 /// [`PageCache::open`]: crate::PageCache::open
 #[derive(Clone)]
@@ -28,6 +31,8 @@ struct Open {
     owner: Arc<Owner>,
     mapping: Arc<Mapping>,
     since: Mutex<ErrSeqSince>,
+    /// This open's readahead window.
+    ra: RaState,
     /// False for a read-only open: writes through it fail with `ReadOnly`.
     writable: bool,
 }
@@ -52,6 +57,7 @@ impl File {
                 owner,
                 mapping,
                 since,
+                ra: RaState::default(),
                 writable,
             }),
         }
@@ -112,7 +118,7 @@ impl File {
     /// for it; [`Error::WouldDeadlock`] if this thread holds a write guard on
     /// a page it needs.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
-        filemap::read_at(self.inner(), self.m(), buf, offset)
+        filemap::read_at(self.inner_arc(), self.m(), &self.open.ra, buf, offset)
     }
 
     /// Reads exactly `buf.len()` bytes, or fails with `InvalidArgument` if the
@@ -261,13 +267,17 @@ impl File {
         } else {
             m.find_read(&inner.arena, index)
         };
+        let ra = Ra {
+            state: &self.open.ra,
+            req: 1,
+        };
         let (id, lock, pinned) = match fast {
             Some((id, lock)) => {
                 filemap::hit(inner);
                 (id, lock, false)
             }
             None => {
-                let (id, _) = filemap::get_page(inner, m, index, Fill::Read)?;
+                let (id, _) = filemap::get_page(inner, m, index, Fill::Read, Some(ra))?;
                 let f = inner.arena.frame(id);
                 let lock = if recursive {
                     f.lock.read_recursive()
@@ -277,6 +287,10 @@ impl File {
                 (id, lock, true)
             }
         };
+        if readahead::take_marker(inner, id) {
+            readahead::marker_hit(self.inner_arc(), m, ra, index);
+        }
+        self.open.ra.note_read(index);
         held::push(m.id, index, false);
         Ok(PageReadGuard {
             arena: &inner.arena,
@@ -309,7 +323,7 @@ impl File {
         } else {
             Fill::Read
         };
-        let (id, locked) = filemap::get_page(inner, m, index, fill)?;
+        let (id, locked) = filemap::get_page(inner, m, index, fill, None)?;
         let lock = match locked {
             Some(g) => g,
             None => filemap::lock_for_write(inner, id),

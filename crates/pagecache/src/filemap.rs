@@ -3,6 +3,7 @@
 
 use std::io::IoSliceMut;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
@@ -13,6 +14,7 @@ use crate::frame::{FrameId, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
 use crate::guard::held;
 use crate::lru;
 use crate::mapping::Mapping;
+use crate::readahead::{Ra, RaState};
 use crate::stats::inc;
 use crate::throttle::{self, reclaim::TICK};
 use crate::{readahead, reclaim};
@@ -32,12 +34,14 @@ pub(crate) enum Fill {
 }
 
 /// Returns the page's frame, pinned and up to date. With `Fill::Zero`, a page
-/// this call brought in comes back write-locked.
+/// this call brought in comes back write-locked. A read through an open
+/// (`ra`) reads ahead on a miss.
 pub(crate) fn get_page<'a>(
     inner: &'a Inner,
     m: &Mapping,
     index: u64,
     fill: Fill,
+    ra: Option<Ra<'_>>,
 ) -> Result<(FrameId, Option<RwLockWriteGuard<'a, ()>>)> {
     let arena = &inner.arena;
     loop {
@@ -82,7 +86,7 @@ pub(crate) fn get_page<'a>(
             Fill::Read => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 inner
                     .wbt
-                    .read(inner.epoch, || read_page(inner, m, page, index))
+                    .read(inner.epoch, || read_page(inner, m, page, index, ra))
             }))
             .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked"))),
         };
@@ -119,12 +123,22 @@ pub(crate) fn hit(inner: &Inner) {
 }
 
 /// Reads page `index` from the backend, with the pages after it in the same
-/// read if the misses are sequential; bytes past the end of file are zero.
-fn read_page(inner: &Inner, m: &Mapping, page: &mut [u8], index: u64) -> std::io::Result<()> {
+/// read if the open's misses are sequential; bytes past the end of file are
+/// zero.
+fn read_page(
+    inner: &Inner,
+    m: &Mapping,
+    page: &mut [u8],
+    index: u64,
+    ra: Option<Ra<'_>>,
+) -> std::io::Result<()> {
     let offset = index * inner.page_size() as u64;
-    let ahead = readahead::window(m, index, inner.page_size());
+    let (ahead, marker) = match ra {
+        Some(ra) => readahead::sync_window(inner, m, ra, index),
+        None => (0, None),
+    };
     let n = if ahead > 0 {
-        readahead::read_with_window(inner, m, page, index, ahead)?
+        readahead::read_with_window(inner, m, page, index, ahead, marker)?
     } else {
         read_full(m.backend.as_ref(), &mut [IoSliceMut::new(page)], offset)?
     };
@@ -184,7 +198,13 @@ fn piece(pos: u64, end: u64, ps: u64) -> (u64, usize, usize) {
     (index, in_page, n)
 }
 
-pub(crate) fn read_at(inner: &Inner, m: &Mapping, buf: &mut [u8], offset: u64) -> Result<usize> {
+pub(crate) fn read_at(
+    inner: &Arc<Inner>,
+    m: &Arc<Mapping>,
+    state: &RaState,
+    buf: &mut [u8],
+    offset: u64,
+) -> Result<usize> {
     let size = m.size();
     if offset >= size || buf.is_empty() {
         return Ok(0);
@@ -197,20 +217,31 @@ pub(crate) fn read_at(inner: &Inner, m: &Mapping, buf: &mut [u8], offset: u64) -
         let (index, in_page, n) = piece(pos, end, ps);
         let at = (pos - offset) as usize;
         let recursive = held::check(m.id, index, false)?;
+        let ra = Ra {
+            state,
+            req: (end - 1) / ps - index + 1,
+        };
         if !recursive {
             if let Some((id, guard)) = m.find_read(arena, index) {
                 hit(inner);
                 // SAFETY: we hold the frame's read lock, so no writer runs.
                 let page = unsafe { arena.page(id) };
                 buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
+                let marked = readahead::take_marker(inner, id);
                 drop(guard);
                 arena.release_read(id);
+                if marked {
+                    readahead::marker_hit(inner, m, ra, index);
+                }
                 pos += n as u64;
                 continue;
             }
         }
-        let (id, _) = get_page(inner, m, index, Fill::Read)?;
+        let (id, _) = get_page(inner, m, index, Fill::Read, Some(ra))?;
         let f = arena.frame(id);
+        if readahead::take_marker(inner, id) {
+            readahead::marker_hit(inner, m, ra, index);
+        }
         {
             let _g = if recursive {
                 f.lock.read_recursive()
@@ -224,6 +255,7 @@ pub(crate) fn read_at(inner: &Inner, m: &Mapping, buf: &mut [u8], offset: u64) -
         arena.unpin(id);
         pos += n as u64;
     }
+    state.note_read((end - 1) / ps);
     Ok((end - offset) as usize)
 }
 
@@ -255,7 +287,7 @@ pub(crate) fn write_at(inner: &Inner, m: &Mapping, buf: &[u8], offset: u64) -> R
         } else {
             Fill::Read
         };
-        let (id, locked) = match get_page(inner, m, index, fill) {
+        let (id, locked) = match get_page(inner, m, index, fill, None) {
             Ok(got) => got,
             // Like write(2): what was written before the failure counts, and
             // the caller learns how much landed; the next call gets the error.

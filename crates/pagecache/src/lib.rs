@@ -79,7 +79,9 @@ mod writeback;
 pub use advise::Advice;
 pub use backend::{Backend, Fault, FaultBackend, FaultStats, FileBackend, MemBackend};
 pub use cache::PageCache;
-pub use config::{Config, Policy, Watermarks, MIN_FRAMES};
+pub use config::{
+    Config, Policy, Watermarks, DEFAULT_READAHEAD_MAX, MAX_READAHEAD_MAX, MIN_FRAMES,
+};
 pub use cursor::Cursor;
 pub use error::{Error, Result};
 pub use file::File;

@@ -195,10 +195,6 @@ pub(crate) struct Mapping {
     pub(crate) last_fail_ns: AtomicU64,
     /// The errno of the last writeback failure.
     pub(crate) last_errno: AtomicI32,
-    /// Where a sequential reader's next miss is expected, and the last
-    /// readahead window (pages).
-    pub(crate) ra_next: AtomicU64,
-    pub(crate) ra_window: AtomicU64,
     /// Hints given with `File::advise` (bits in `advise.rs`).
     pub(crate) advice: AtomicU8,
 }
@@ -234,8 +230,6 @@ impl Mapping {
             wb_failing: AtomicBool::new(false),
             last_fail_ns: AtomicU64::new(0),
             last_errno: AtomicI32::new(0),
-            ra_next: AtomicU64::new(0),
-            ra_window: AtomicU64::new(0),
             advice: AtomicU8::new(0),
         }
     }

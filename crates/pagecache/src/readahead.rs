@@ -1,53 +1,265 @@
-//! Readahead (the kernel's mm/readahead.c, much simplified): a miss that
-//! continues the previous one reads the following pages too, in the same
-//! backend read as the missing page, straight into their frames, with a
-//! window that doubles up to `MAX_BYTES` while misses stay sequential. A
-//! random miss reads one page. Readahead pages enter the inactive list
-//! unreferenced and their first access does not count as a reference (the
-//! READAHEAD flag), so a scan read this way still cannot push out the hot
-//! set.
+//! Readahead per open file (the kernel's ondemand readahead,
+//! mm/readahead.c). Each open keeps a window (`RaState`): a sequential miss
+//! reads the missing page and a window after it in one backend read, sized
+//! from the request (`init_size`) and then doubling (`next_size`) up to the
+//! configured maximum. One page of each window carries the marker
+//! (`RA_MARKER`, the kernel's `PG_readahead`); its first access submits the
+//! next window to the background readers, so a steady sequential reader
+//! finds its pages resident or in flight and never waits on a read it
+//! issued itself. A random miss reads one page.
+//!
+//! Readahead only takes free frames above the low watermark: it never
+//! reclaims or waits. Its pages enter the inactive list unreferenced and
+//! their first access does not count as a reference (the READAHEAD flag), so
+//! a scan read this way cannot push out the hot set.
+//!
+//! The state is per open, not per file, so two readers with their own opens
+//! keep their own windows; a marker hit by an open whose window it is not
+//! (interleaved streams) restarts that open's window after the resident run.
 
 use std::io::{self, IoSliceMut};
-use std::sync::atomic::Ordering;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use parking_lot::RwLockWriteGuard;
+use parking_lot::{Mutex, RwLockWriteGuard};
 
 use crate::backend::read_full;
 use crate::cache::Inner;
-use crate::frame::{FrameId, ORPHAN, READAHEAD, UPTODATE};
+use crate::frame::{FrameId, ORPHAN, RA_MARKER, READAHEAD, UPTODATE};
 use crate::mapping::Mapping;
 use crate::reclaim;
 use crate::stats::add;
+use crate::throttle::reclaim::TICK;
 use crate::{advise, lru};
 
-/// Largest readahead window.
-const MAX_BYTES: u64 = 256 * 1024;
+/// How many times a background reader waits for free frames within one
+/// piece of a window before leaving the rest to the reader's misses.
+const REFILL_WAITS: u32 = 2;
 
-/// The largest window in pages; a file advised `Sequential` gets twice
-/// the default, as the kernel doubles `ra_pages` for `POSIX_FADV_SEQUENTIAL`.
-pub(crate) fn max_pages(page_size: usize, sequential: bool) -> u64 {
-    let bytes = if sequential { 2 * MAX_BYTES } else { MAX_BYTES };
-    (bytes / page_size as u64).max(1)
+/// Largest single read of an asynchronous window: a larger window is read
+/// as several reads in flight at once.
+const PIECE_BYTES: usize = 512 << 10;
+
+/// An open's readahead state (the kernel's `file_ra_state`).
+#[derive(Default)]
+pub(crate) struct RaState {
+    window: Mutex<Window>,
+    /// One past the last page read through this open (0: none yet).
+    prev: AtomicU64,
 }
 
-/// Pages to read ahead after a miss at `index`, and the window recorded.
-pub(crate) fn window(m: &Mapping, index: u64, page_size: usize) -> u64 {
-    let mode = advise::ra_mode(m);
-    let max = max_pages(page_size, mode == advise::RA_SEQUENTIAL);
-    let expected = m.ra_next.load(Ordering::Relaxed);
-    let last = m.ra_window.load(Ordering::Relaxed);
-    let w = if mode == advise::RA_RANDOM {
-        1
-    } else if mode == advise::RA_SEQUENTIAL {
-        max
-    } else if index == expected || index == 0 {
-        (last * 2).clamp(4, max)
+/// The last window: pages `start..start + size`, of which the last
+/// `async_size` start with the marker page.
+#[derive(Default, Clone, Copy)]
+struct Window {
+    start: u64,
+    size: u64,
+    async_size: u64,
+}
+
+impl Window {
+    fn marker(&self) -> u64 {
+        self.start + self.size - self.async_size
+    }
+}
+
+/// A read through an open: its readahead state and the pages left in the
+/// request (the page being read included).
+#[derive(Clone, Copy)]
+pub(crate) struct Ra<'a> {
+    pub(crate) state: &'a RaState,
+    pub(crate) req: u64,
+}
+
+impl RaState {
+    /// Records that the read through this open ended at page `last`.
+    #[inline]
+    pub(crate) fn note_read(&self, last: u64) {
+        // A load first: readers sharing the open do not bounce the line
+        // while they stay on one page.
+        if self.prev.load(Ordering::Relaxed) != last + 1 {
+            self.prev.store(last + 1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The largest window in pages: `readahead_max` (twice that for a file
+/// advised `Sequential`, as the kernel doubles `ra_pages` for
+/// `POSIX_FADV_SEQUENTIAL`), and never more than an eighth of the budget, so
+/// windows in flight for a few readers cannot crowd out everything else.
+pub(crate) fn max_pages(inner: &Inner, sequential: bool) -> u64 {
+    let ps = inner.page_size();
+    let bytes = if sequential {
+        2 * inner.cfg.readahead_max
     } else {
-        1
+        inner.cfg.readahead_max
     };
-    m.ra_next.store(index + 1, Ordering::Relaxed);
-    m.ra_window.store(w, Ordering::Relaxed);
-    w - 1
+    let budget = inner.arena.len() / 8;
+    (bytes / ps).min(budget).max(1) as u64
+}
+
+/// The first window of a sequence: the request rounded up to a power of
+/// two, ×4 if small, ×2 if medium (the kernel's `get_init_ra_size`).
+fn init_size(req: u64, max: u64) -> u64 {
+    let size = req.max(1).next_power_of_two();
+    let size = if size <= max / 32 {
+        size * 4
+    } else if size <= max / 4 {
+        size * 2
+    } else {
+        max
+    };
+    size.min(max)
+}
+
+/// The window after one of `cur` pages (the kernel's `get_next_ra_size`).
+fn next_size(cur: u64, max: u64) -> u64 {
+    let next = if cur < max / 16 {
+        4 * cur
+    } else if cur <= max / 2 {
+        2 * cur
+    } else {
+        max
+    };
+    next.clamp(1, max)
+}
+
+/// Cached pages needed right before a miss for it to count as part of
+/// someone's sequence: enough that a random reader rarely finds them.
+const HISTORY: u64 = 4;
+
+/// The run of cached pages right before `index`, if it is long enough to
+/// call the miss sequential (or reaches the start of the file).
+fn history(m: &Mapping, index: u64) -> Option<u64> {
+    let mut n = 0;
+    while n < HISTORY && n < index && m.lookup(index - 1 - n).is_some() {
+        n += 1;
+    }
+    (n == HISTORY || (n > 0 && n == index)).then_some(n)
+}
+
+/// The window a miss at `index` reads: pages after `index` to read with it,
+/// and the marker page among them (`None`: none).
+pub(crate) fn sync_window(
+    inner: &Inner,
+    m: &Mapping,
+    ra: Ra<'_>,
+    index: u64,
+) -> (u64, Option<u64>) {
+    let mode = advise::ra_mode(m);
+    if mode == advise::RA_RANDOM {
+        return (0, None);
+    }
+    let max = max_pages(inner, mode == advise::RA_SEQUENTIAL);
+    let prev = ra.state.prev.load(Ordering::Relaxed);
+    let mut w = ra.state.window.lock();
+    // Sequential: the start of the file, the page after the last one read,
+    // or where this open's window ends (it was cut short).
+    let sequential =
+        index == 0 || (prev != 0 && prev == index) || (w.size > 0 && index == w.start + w.size);
+    let size = if mode == advise::RA_SEQUENTIAL {
+        max
+    } else if w.size > 0 && index == w.start {
+        // The window a marker submitted, not taken by a background reader
+        // yet: read it now, at the size planned.
+        w.size
+    } else if sequential && w.size > 0 && index > w.start {
+        next_size(w.size, max)
+    } else if sequential {
+        init_size(ra.req, max)
+    } else if let Some(history) = history(m, index) {
+        // No sequence of ours, but the pages before are cached: another
+        // open is (or was) reading this way (the kernel's context
+        // readahead); start a window of our own.
+        init_size(history + ra.req, max)
+    } else {
+        return (0, None);
+    };
+    let async_size = if size > ra.req { size - ra.req } else { size };
+    *w = Window {
+        start: index,
+        size,
+        async_size,
+    };
+    let marker = w.marker();
+    (size - 1, (marker > index).then_some(marker))
+}
+
+/// Takes the marker off the frame `id` (held by the caller as page `index`
+/// of `m`); returns whether it was there, for exactly one accessor.
+#[inline]
+pub(crate) fn take_marker(inner: &Inner, id: FrameId) -> bool {
+    let f = inner.arena.frame(id);
+    f.flags() & RA_MARKER != 0 && f.clear(RA_MARKER)
+}
+
+/// Called on an access to a page that carried the marker (cleared by the
+/// caller): moves this open's window on and submits it to the background
+/// readers. Never waits for the read.
+pub(crate) fn marker_hit(inner: &Arc<Inner>, m: &Arc<Mapping>, ra: Ra<'_>, index: u64) {
+    let mode = advise::ra_mode(m);
+    if mode == advise::RA_RANDOM {
+        return;
+    }
+    let max = max_pages(inner, mode == advise::RA_SEQUENTIAL);
+    let next = {
+        let mut w = ra.state.window.lock();
+        if w.size > 0 && index == w.marker() {
+            w.start += w.size;
+            w.size = next_size(w.size, max);
+        } else {
+            // Another open's marker, or this open's window moved on: the
+            // new window starts after the pages already here.
+            let mut start = index + 1;
+            while start - index <= max && m.lookup(start).is_some() {
+                start += 1;
+            }
+            if start - index > max {
+                return;
+            }
+            w.start = start;
+            w.size = next_size(start - index + ra.req, max);
+        }
+        if mode == advise::RA_SEQUENTIAL {
+            w.size = max;
+        }
+        w.async_size = w.size;
+        *w
+    };
+    let end = (next.start + next.size).min(m.size().div_ceil(inner.page_size() as u64));
+    if next.start >= end {
+        return;
+    }
+    // Readahead is a hint: if the background reader cannot be started, the
+    // reader's own misses read the pages instead.
+    let piece = (PIECE_BYTES / inner.page_size()).max(1) as u64;
+    let _ = inner
+        .prefetcher
+        .readahead(inner, m, next.start..end, next.marker(), piece);
+}
+
+/// Reads a piece of an asynchronous window (a background reader's job).
+/// Where free frames run out at the low watermark, it waits a little for
+/// background reclaim to make room (a background reader may wait; it never
+/// reclaims), then reads the rest; it stops at a resident page.
+pub(crate) fn read_window(inner: &Inner, m: &Mapping, pages: Range<u64>, marker: Option<u64>) {
+    let end = pages.end.min(m.size().div_ceil(inner.page_size() as u64));
+    let mut start = pages.start;
+    let mut waits = 0;
+    while start < end {
+        start += populate_window(inner, m, start, end - start, marker);
+        if start >= end || m.lookup(start).is_some() || waits == REFILL_WAITS {
+            return;
+        }
+        waits += 1;
+        // One tick at most: reclaim may be stuck behind writeback, and the
+        // reader's own miss can then do better than this thread.
+        let seen = inner.progress.seq();
+        if inner.arena.nr_free() <= inner.wm.low() && !inner.closing.load(Ordering::Acquire) {
+            inner.progress.wait(seen, TICK);
+        }
+    }
 }
 
 /// Reads page `index` into `page` (a fresh frame the caller holds
@@ -62,6 +274,7 @@ pub(crate) fn read_with_window(
     page: &mut [u8],
     index: u64,
     ahead: u64,
+    marker: Option<u64>,
 ) -> io::Result<usize> {
     let ps = inner.page_size();
     let taken = take_frames(inner, m, index + 1, ahead);
@@ -72,10 +285,6 @@ pub(crate) fn read_with_window(
         taken = taken.len(),
         "readahead window"
     );
-    // The next miss continues the sequence where this window really ends,
-    // even if it ended early.
-    m.ra_next
-        .store(index + 1 + taken.len() as u64, Ordering::Relaxed);
     let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut bufs = Vec::with_capacity(1 + taken.len());
         bufs.push(IoSliceMut::new(&mut *page));
@@ -91,15 +300,22 @@ pub(crate) fn read_with_window(
     // A backend that panics fails the read like an I/O error.
     .unwrap_or_else(|_| Err(io::Error::other("the backend panicked")));
     let window_got = read.as_ref().ok().map(|n| n.saturating_sub(ps));
-    finish(inner, m, index + 1, taken, window_got);
+    finish(inner, m, index + 1, taken, window_got, marker);
     read.map(|n| n.min(ps))
 }
 
 /// Brings pages `start..start + count` in with one read, under a window's
 /// rules (free frames only, up to a resident page or the end of file), for
-/// `Advice::WillNeed`. Returns the pages taken; a failed read takes them
-/// out again, as for a window.
-pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64) -> u64 {
+/// `Advice::WillNeed` and asynchronous readahead (which marks `marker`).
+/// Returns the pages taken; a failed read takes them out again, as for a
+/// window.
+pub(crate) fn populate_window(
+    inner: &Inner,
+    m: &Mapping,
+    start: u64,
+    count: u64,
+    marker: Option<u64>,
+) -> u64 {
     let taken = take_frames(inner, m, start, count);
     if taken.is_empty() {
         return 0;
@@ -123,7 +339,7 @@ pub(crate) fn populate_window(inner: &Inner, m: &Mapping, start: u64, count: u64
         ok = read.is_ok(),
         "prefetch window"
     );
-    finish(inner, m, start, taken, read.ok());
+    finish(inner, m, start, taken, read.ok(), marker);
     n
 }
 
@@ -166,13 +382,15 @@ fn take_frames<'a>(
 }
 
 /// Publishes the frames of pages `start..` once their read is done: `got`
-/// is the bytes read into them, `None` if the read failed.
+/// is the bytes read into them, `None` if the read failed. Page `marker`,
+/// if among them, gets the readahead marker.
 fn finish(
     inner: &Inner,
     m: &Mapping,
     start: u64,
     taken: Vec<(FrameId, RwLockWriteGuard<'_, ()>)>,
     got: Option<usize>,
+    marker: Option<u64>,
 ) {
     let arena = &inner.arena;
     let ps = inner.page_size();
@@ -193,7 +411,12 @@ fn finish(
     for (k, (id, guard)) in taken.into_iter().enumerate() {
         let f = arena.frame(id);
         if got.is_some() {
-            f.set(READAHEAD | UPTODATE);
+            let mark = if marker == Some(start + k as u64) {
+                RA_MARKER
+            } else {
+                0
+            };
+            f.set(READAHEAD | UPTODATE | mark);
         } else {
             let index = start + k as u64;
             let mut pages = m.pages.shard(index).write();

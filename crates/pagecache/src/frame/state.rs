@@ -30,6 +30,10 @@ pub(crate) const FREE: u64 = 1 << 39;
 /// Read ahead and not yet accessed: its first access is the one that would
 /// have read it in, so it does not count as a reference.
 pub(crate) const READAHEAD: u64 = 1 << 40;
+/// The readahead marker (the kernel's `PG_readahead`): the first access to
+/// this page starts reading the open's next window in the background, so it
+/// arrives before the reader gets there.
+pub(crate) const RA_MARKER: u64 = 1 << 42;
 /// Written to the backend, not yet known durable (NFS's unstable write): the
 /// bytes must stay until a backend sync covering them succeeds, because a
 /// failed sync may have dropped them (`writeback/commit.rs`).

@@ -24,7 +24,9 @@ pub(crate) fn run(inner: &Inner) {
         if inner.shutdown.load(Ordering::Acquire) {
             return;
         }
-        if arena.nr_free() >= inner.wm.low() {
+        // At `low` itself there is work: readahead stops there and wakes
+        // this thread to make room above it.
+        if arena.nr_free() > inner.wm.low() {
             inner.kswapd.wait(seen, Duration::from_millis(100));
             continue;
         }
