@@ -91,40 +91,129 @@ impl Watermarks {
 
 /// The cache's configuration. Build one with [`Config::new`] and the setters,
 /// then hand it to [`PageCache::new`](crate::PageCache::new), which validates it.
+/// The fields are private, so new knobs can arrive without breaking code;
+/// read them back with the `get_` methods (as `std::process::Command` does).
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Memory budget for page frames, in bytes.
-    pub memory: usize,
+    pub(crate) memory: usize,
     /// The largest budget [`PageCache::set_memory`](crate::PageCache::set_memory)
     /// may grow to; `None` means `memory`. Address space for this much is
     /// reserved up front; only the frames in use cost memory.
-    pub max_memory: Option<usize>,
+    pub(crate) max_memory: Option<usize>,
     /// Page size in bytes: a power of two, at least 512.
-    pub page_size: usize,
+    pub(crate) page_size: usize,
     /// Watermarks; `None` derives them from the budget.
-    pub watermarks: Option<Watermarks>,
+    pub(crate) watermarks: Option<Watermarks>,
     /// Percentage of frames dirty at which background writeback starts.
-    pub dirty_background_ratio: u8,
+    pub(crate) dirty_background_ratio: u8,
     /// Percentage of frames dirty at which dirtying threads are stopped.
-    pub dirty_ratio: u8,
+    pub(crate) dirty_ratio: u8,
     /// A file dirty for longer than this is written back.
-    pub dirty_expire: Duration,
+    pub(crate) dirty_expire: Duration,
     /// How often flushers wake to look for expired dirty files.
-    pub dirty_writeback_interval: Duration,
+    pub(crate) dirty_writeback_interval: Duration,
     /// Number of flusher threads.
-    pub flushers: usize,
+    pub(crate) flushers: usize,
     /// Largest coalesced write, in bytes (rounded down to whole pages).
-    pub max_io: usize,
+    pub(crate) max_io: usize,
     /// Writes in flight at once.
-    pub io_depth: usize,
+    pub(crate) io_depth: usize,
     /// What direct reclaim does with dirty pages.
-    pub policy: Policy,
+    pub(crate) policy: Policy,
     /// Whether to run the background reclaimer thread.
-    pub background_reclaim: bool,
+    pub(crate) background_reclaim: bool,
     /// Largest readahead window per open file, in bytes (rounded down to
     /// whole pages; at most an eighth of the budget is used). A file advised
     /// `Sequential` gets twice this.
-    pub readahead_max: usize,
+    pub(crate) readahead_max: usize,
+}
+
+/// Reading a configuration back.
+impl Config {
+    /// The `memory` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_memory(&self) -> usize {
+        self.memory
+    }
+
+    /// The `max_memory` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_max_memory(&self) -> Option<usize> {
+        self.max_memory
+    }
+
+    /// The `page_size` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// The `watermarks` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_watermarks(&self) -> Option<Watermarks> {
+        self.watermarks
+    }
+
+    /// The `dirty_background_ratio` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_dirty_background_ratio(&self) -> u8 {
+        self.dirty_background_ratio
+    }
+
+    /// The `dirty_ratio` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_dirty_ratio(&self) -> u8 {
+        self.dirty_ratio
+    }
+
+    /// The `dirty_expire` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_dirty_expire(&self) -> Duration {
+        self.dirty_expire
+    }
+
+    /// The `dirty_writeback_interval` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_dirty_writeback_interval(&self) -> Duration {
+        self.dirty_writeback_interval
+    }
+
+    /// The `flushers` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_flushers(&self) -> usize {
+        self.flushers
+    }
+
+    /// The `max_io` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_max_io(&self) -> usize {
+        self.max_io
+    }
+
+    /// The `io_depth` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_io_depth(&self) -> usize {
+        self.io_depth
+    }
+
+    /// The `policy` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The `background_reclaim` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_background_reclaim(&self) -> bool {
+        self.background_reclaim
+    }
+
+    /// The `readahead_max` knob in force (see the setter of the same name).
+    #[must_use]
+    pub fn get_readahead_max(&self) -> usize {
+        self.readahead_max
+    }
 }
 
 impl Default for Config {

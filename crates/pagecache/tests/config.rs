@@ -125,3 +125,25 @@ fn guards_refuse_calls_that_would_deadlock() {
     f.write_at(b"x", 1).unwrap();
     f.sync().unwrap();
 }
+
+/// The fields are private; what the setters set reads back through the
+/// getters, and the cache reports the configuration it was built with.
+#[test]
+fn setters_read_back_through_getters() {
+    let cfg = Config::new(1 << 20)
+        .page_size(8192)
+        .dirty_ratio(33)
+        .dirty_background_ratio(11)
+        .io_depth(7)
+        .policy(pagecache::Policy::Legacy);
+    assert_eq!(cfg.get_memory(), 1 << 20);
+    assert_eq!(cfg.get_page_size(), 8192);
+    assert_eq!(
+        (cfg.get_dirty_ratio(), cfg.get_dirty_background_ratio()),
+        (33, 11)
+    );
+    assert_eq!(cfg.get_io_depth(), 7);
+    let cache = pagecache::PageCache::new(cfg).unwrap();
+    assert_eq!(cache.config().get_policy(), pagecache::Policy::Legacy);
+    assert_eq!(cache.config().get_page_size(), 8192);
+}

@@ -58,7 +58,7 @@ impl Knobs {
             // A memory cgroup of 2012 had no dirty limit of its own, and
             // the global background threshold was far above its size.
             Workload::SmallMemcg => (100, 99),
-            _ => (d.dirty_ratio, d.dirty_background_ratio),
+            _ => (d.get_dirty_ratio(), d.get_dirty_background_ratio()),
         };
         let dirty_ratio = o.dirty_ratio.unwrap_or(ratio);
         let dirty_background_ratio = match o.dirty_background_ratio {
@@ -75,11 +75,12 @@ impl Knobs {
             // needs a buffer evicts one itself (PostgreSQL's
             // StrategyGetBuffer, InnoDB's LRU single-page flush).
             background_reclaim: o.background_reclaim.unwrap_or(
-                d.background_reclaim && !matches!(w, Workload::SmallMemcg | Workload::BufferPool),
+                d.get_background_reclaim()
+                    && !matches!(w, Workload::SmallMemcg | Workload::BufferPool),
             ),
-            page_size: o.page_size.unwrap_or(d.page_size),
-            io_depth: Some(o.io_depth.unwrap_or(d.io_depth)),
-            flushers: Some(o.flushers.unwrap_or(d.flushers)),
+            page_size: o.page_size.unwrap_or(d.get_page_size()),
+            io_depth: Some(o.io_depth.unwrap_or(d.get_io_depth())),
+            flushers: Some(o.flushers.unwrap_or(d.get_flushers())),
             dirty_limit_of: "the cache's budget".into(),
             dirty_bytes: None,
             dirty_background_bytes: None,
@@ -128,8 +129,8 @@ impl Knobs {
             .dirty_background_ratio(self.dirty_background_ratio)
             .background_reclaim(self.background_reclaim)
             .page_size(self.page_size)
-            .io_depth(self.io_depth.unwrap_or(d.io_depth))
-            .flushers(self.flushers.unwrap_or(d.flushers))
+            .io_depth(self.io_depth.unwrap_or(d.get_io_depth()))
+            .flushers(self.flushers.unwrap_or(d.get_flushers()))
     }
 
     /// What the kernel ran under: `vm.dirty_*` from /proc/sys, a percentage

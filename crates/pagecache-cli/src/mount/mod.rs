@@ -189,8 +189,8 @@ pub fn run(args: Args) -> Result<(), CliError> {
          SIGINT, SIGTERM or `umount {}` to unmount",
         source.display(),
         mountpoint.display(),
-        cache.config().memory,
-        cache.config().policy,
+        cache.config().get_memory(),
+        cache.config().get_policy(),
         mountpoint.display()
     );
 

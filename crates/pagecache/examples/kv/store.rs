@@ -71,7 +71,7 @@ impl Kv {
         let rw = || cache.open_options().read(true).write(true).create(true);
         let data = rw().open(dir.join("kv.data"))?;
         let wal = rw().open(dir.join("kv.wal"))?;
-        let ps = cache.config().page_size as u64;
+        let ps = cache.config().get_page_size() as u64;
         if data.is_empty() {
             data.set_len((1 + slot_pages) * ps)?;
             let mut header = data.page_mut(0)?;

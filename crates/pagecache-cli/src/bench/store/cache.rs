@@ -27,7 +27,7 @@ impl CacheStore {
         device: Option<DeviceModel>,
         paths: &[PathBuf],
     ) -> Result<Self, CliError> {
-        let page_size = cfg.page_size as u64;
+        let page_size = cfg.get_page_size() as u64;
         let cache = PageCache::new(cfg)?;
         let shared = Shared {
             sizes: Arc::default(),
