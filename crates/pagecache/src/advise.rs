@@ -79,6 +79,9 @@ pub(crate) fn touch(m: &Mapping, f: &Frame) {
 #[derive(Default)]
 pub(crate) struct Prefetcher {
     tx: Mutex<Option<Sender<Job>>>,
+    /// Joined when the cache stops, like its other threads: a thread left
+    /// running past the cache would outlive what its user expects.
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 struct Job {
@@ -98,15 +101,20 @@ const READERS: usize = 4;
 impl Prefetcher {
     fn submit(&self, inner: &Arc<Inner>, job: Job) -> Result<()> {
         let mut tx = self.tx.lock();
+        // A stopping cache starts no readers (they would not be joined).
+        if inner.closing.load(Ordering::Acquire) {
+            return Ok(());
+        }
         if tx.is_none() {
             let (s, r) = unbounded();
             for _ in 0..READERS {
                 let weak = Arc::downgrade(inner);
                 let r = r.clone();
-                std::thread::Builder::new()
+                let t = std::thread::Builder::new()
                     .name("pc-prefetch".into())
                     .spawn(move || run(&weak, &r))
                     .map_err(|e| Error::io("spawning the prefetch thread", None, e))?;
+                self.threads.lock().push(t);
             }
             *tx = Some(s);
         }
@@ -116,6 +124,21 @@ impl Prefetcher {
             let _ = s.send(job);
         }
         Ok(())
+    }
+
+    /// Stops the background readers: no more jobs are taken, the queue is
+    /// closed, and the threads are joined. Jobs still queued are dropped
+    /// (they are hints).
+    pub(crate) fn stop(&self) {
+        self.tx.lock().take();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
+            // A reader thread's own drop of the last cache handle must not
+            // join itself.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
     }
 
     /// Submits the readahead window `pages`, whose page `marker` gets the

@@ -229,6 +229,7 @@ impl Owner {
         inner.kswapd.notify();
         inner.progress.notify();
         inner.io.close();
+        inner.prefetcher.stop();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
