@@ -10,41 +10,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::xorshift_bytes;
+use common::{errno, page, wait_for, write_pages};
 use pagecache::{Config, Error, FaultBackend, File, PageCache, Policy};
 
-const PS: usize = 4096;
-
-fn page(seed: u64) -> Vec<u8> {
-    xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, PS)
-}
-
-fn write_pages(f: &File, seed: u64, pages: std::ops::Range<u64>) -> Vec<u8> {
-    let mut all = Vec::new();
-    for i in pages {
-        let p = page(seed ^ i);
-        f.write_at(&p, i * PS as u64).unwrap();
-        all.extend_from_slice(&p);
-    }
-    all
-}
-
-fn errno(r: pagecache::Result<()>) -> Option<i32> {
-    match r {
-        Ok(()) => None,
-        Err(e) => Some(e.io_error().and_then(|e| e.raw_os_error()).unwrap_or(-1)),
-    }
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if cond() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    panic!("gave up waiting for {what}");
-}
+const PS: usize = common::PAGE;
 
 /// Write, fail the sync (the device drops what was not durable), sync again:
 /// `Ok`, and the durable image is every acknowledged byte.

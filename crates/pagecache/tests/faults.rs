@@ -11,10 +11,10 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use common::xorshift_bytes;
-use pagecache::{Backend, Config, Error, FaultBackend, File, PageCache};
+use common::{errno, page, wait_for, write_pages};
+use pagecache::{Backend, Config, Error, FaultBackend, PageCache};
 
-const PS: usize = 4096;
+const PS: usize = common::PAGE;
 
 /// A cache whose flushers write a dirty page within ~10 ms.
 fn eager_cache(frames: usize) -> PageCache {
@@ -24,39 +24,6 @@ fn eager_cache(frames: usize) -> PageCache {
             .dirty_writeback_interval(Duration::from_millis(5)),
     )
     .unwrap()
-}
-
-/// A page of bytes derived from `seed`.
-fn page(seed: u64) -> Vec<u8> {
-    xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, PS)
-}
-
-fn errno(r: pagecache::Result<()>) -> Option<i32> {
-    match r {
-        Ok(()) => None,
-        Err(e) => Some(e.io_error().and_then(|e| e.raw_os_error()).unwrap_or(-1)),
-    }
-}
-
-/// Polls `cond` (a hang guard, not a timing assertion).
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..6000 {
-        if cond() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    panic!("gave up waiting for {what}");
-}
-
-fn write_pages(f: &File, seed: u64, pages: std::ops::Range<u64>) -> Vec<u8> {
-    let mut all = Vec::new();
-    for i in pages {
-        let p = page(seed ^ i);
-        f.write_at(&p, i * PS as u64).unwrap();
-        all.extend_from_slice(&p);
-    }
-    all
 }
 
 /// Waits until the flushers have hit `n` injected write errors and finished

@@ -145,3 +145,41 @@ impl Rng {
         self.below(n as u64) as usize
     }
 }
+
+/// The page size the fault and durability tests use.
+pub const PAGE: usize = 4096;
+
+/// A page of bytes derived from `seed`.
+pub fn page(seed: u64) -> Vec<u8> {
+    xorshift_bytes(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1, PAGE)
+}
+
+/// Writes `page(seed ^ i)` at each page `i` of `pages`; returns the bytes.
+pub fn write_pages(f: &pagecache::File, seed: u64, pages: std::ops::Range<u64>) -> Vec<u8> {
+    let mut all = Vec::new();
+    for i in pages {
+        let p = page(seed ^ i);
+        f.write_at(&p, i * PAGE as u64).unwrap();
+        all.extend_from_slice(&p);
+    }
+    all
+}
+
+/// The errno of a failed call (-1 if it carries none), `None` if it worked.
+pub fn errno(r: pagecache::Result<()>) -> Option<i32> {
+    match r {
+        Ok(()) => None,
+        Err(e) => Some(e.io_error().and_then(|e| e.raw_os_error()).unwrap_or(-1)),
+    }
+}
+
+/// Polls `cond` for up to 30 s (a hang guard, not a timing assertion).
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("gave up waiting for {what}");
+}
