@@ -54,37 +54,49 @@ pub(crate) fn writepages(
 /// Full `max_io` windows one reclaim request may write in a row.
 const STREAM_WINDOWS: u64 = 4;
 
-/// Writeback for reclaim: only the dirty pages in the `max_io`-sized
-/// windows around the pages reclaim flagged, so that what reclaim waits for
-/// is written in large runs while the rest of the dirty set stays in memory
-/// (rewrites of it are absorbed) for the background threshold to handle.
+/// Writeback for reclaim: for each page reclaim flagged, the run of dirty
+/// pages contiguous with it inside its `max_io` window (the kernel's
+/// clustering around a page it pages out), so what reclaim waits for goes
+/// out in one I/O while scattered dirty pages nearby stay in memory to
+/// absorb rewrites, for the background threshold to handle. A window dirty
+/// from end to end is a stream being written: the following windows go too
+/// while they are just as full, up to `STREAM_WINDOWS`, so its writes
+/// overlap the writer instead of trickling out one request at a time.
 pub(crate) fn writepages_around(inner: &Inner, m: &Arc<Mapping>, flagged: &[u64]) -> usize {
     let _resize = m.resize.read_recursive();
     let max_pages = (inner.cfg.max_io / inner.page_size()).max(1) as u64;
-    let mut windows: Vec<u64> = flagged.iter().map(|i| i / max_pages).collect();
-    windows.sort_unstable();
-    windows.dedup();
+    let mut flagged = flagged.to_vec();
+    flagged.sort_unstable();
+    flagged.dedup();
     let indexes: Vec<u64> = {
         let d = m.dirty.lock();
+        let dirty = |i: u64| d.pages.contains(&i);
         let mut out: Vec<u64> = Vec::new();
-        for &w in &windows {
-            // A window dirty from end to end is a stream being written: take
-            // the following windows too while they are just as full, up to
-            // `STREAM_WINDOWS`, so its writes overlap the writer instead of
-            // trickling out one reclaim request at a time. Sparse windows
-            // (random updates) stay single, their other dirty pages left to
-            // absorb rewrites.
-            for k in 0..STREAM_WINDOWS {
-                let start = (w + k) * max_pages;
-                let end = start.saturating_add(max_pages);
-                if out.last().is_some_and(|&l| l >= start) {
+        for f in flagged {
+            if out.last().is_some_and(|&l| l >= f) || !dirty(f) {
+                continue;
+            }
+            let start = f - f % max_pages;
+            let end = start.saturating_add(max_pages);
+            let floor = out.last().map_or(start, |&l| (l + 1).max(start));
+            let mut lo = f;
+            while lo > floor && dirty(lo - 1) {
+                lo -= 1;
+            }
+            let mut hi = f + 1;
+            while hi < end && dirty(hi) {
+                hi += 1;
+            }
+            out.extend(lo..hi);
+            if lo != start || hi != end {
+                continue;
+            }
+            for k in 1..STREAM_WINDOWS {
+                let (s, e) = (start + k * max_pages, end + k * max_pages);
+                if d.pages.range(s..e).count() as u64 != max_pages {
                     break;
                 }
-                let before = out.len();
-                out.extend(d.pages.range(start..end).copied());
-                if (out.len() - before) as u64 != max_pages {
-                    break;
-                }
+                out.extend(s..e);
             }
         }
         out
