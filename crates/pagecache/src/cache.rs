@@ -36,6 +36,15 @@ pub(crate) struct Registry {
 /// refuses to acknowledge its write instead).
 const LATE_WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// `Err(Shutdown)` once a shutdown flag is set.
+fn refuse_once_set(flag: &AtomicBool) -> Result<()> {
+    if flag.load(Ordering::Acquire) {
+        Err(Error::Shutdown)
+    } else {
+        Ok(())
+    }
+}
+
 /// State shared by handles and background threads.
 pub(crate) struct Inner {
     pub(crate) cfg: Config,
@@ -89,19 +98,11 @@ impl Inner {
     /// `Err(Shutdown)` once shutdown's final write-back has run: called by
     /// a writer, under `resize`, before it acknowledges a write.
     pub(crate) fn check_not_stopped(&self) -> Result<()> {
-        if self.stopped.load(Ordering::Acquire) {
-            Err(Error::Shutdown)
-        } else {
-            Ok(())
-        }
+        refuse_once_set(&self.stopped)
     }
 
     pub(crate) fn check_open(&self) -> Result<()> {
-        if self.closing.load(Ordering::Acquire) {
-            Err(Error::Shutdown)
-        } else {
-            Ok(())
-        }
+        refuse_once_set(&self.closing)
     }
 
     pub(crate) fn policy(&self) -> Policy {

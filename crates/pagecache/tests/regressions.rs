@@ -4,23 +4,16 @@
 //! write, sync_all/shutdown under the caller's own guard, a write
 //! acknowledged after shutdown's final write-back).
 
+mod common;
+
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use pagecache::{Backend, Config, MemBackend, PageCache};
+use common::poll_until;
 
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
+use pagecache::{Backend, Config, MemBackend, PageCache};
 
 /// The background kick is decided on the dirty count *before* a write
 /// dirties its pages, and nothing else ever looks at the threshold: one
@@ -41,7 +34,7 @@ fn one_large_write_past_the_background_threshold_is_written_back() {
     // under freerun (76), so no pacing either.
     file.write_at(&vec![1u8; 40 * PS], 0).unwrap();
     assert!(
-        wait_for(Duration::from_secs(3), || cache.stats().dirty
+        poll_until(Duration::from_secs(3), || cache.stats().dirty
             <= frames * 10 / 100),
         "{}",
         cache.stats()
@@ -68,7 +61,7 @@ fn single_page_writes_ending_one_above_the_threshold_are_written_back() {
         file.write_at(&[1u8; PS], i * PS as u64).unwrap();
     }
     assert!(
-        wait_for(Duration::from_secs(3), || cache.stats().dirty
+        poll_until(Duration::from_secs(3), || cache.stats().dirty
             <= frames * 10 / 100),
         "{}",
         cache.stats()
@@ -173,13 +166,13 @@ fn truncating_unstable_pages_under_guards_keeps_nr_unstable_exact() {
             let f = file.clone();
             std::thread::spawn(move || f.sync())
         };
-        assert!(wait_for(Duration::from_secs(20), || be
+        assert!(poll_until(Duration::from_secs(20), || be
             .in_sync
             .load(Ordering::SeqCst)));
         // (A flusher's periodic commit may be the one stuck, with the
         // sync's writes still landing.)
         assert!(
-            wait_for(Duration::from_secs(20), || cache.stats().unstable == N),
+            poll_until(Duration::from_secs(20), || cache.stats().unstable == N),
             "round {round}: {}",
             cache.stats()
         );

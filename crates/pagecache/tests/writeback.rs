@@ -2,22 +2,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::ProbeBackend;
 use pagecache::{Config, PageCache};
 
 const PS: usize = 4096;
 
-fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
+fn wait_for(cond: impl FnMut() -> bool) -> bool {
+    common::poll_until(Duration::from_secs(20), cond)
 }
 
 #[test]

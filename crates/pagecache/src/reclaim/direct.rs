@@ -73,40 +73,33 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             putback.push(e);
             continue;
         }
-        // A page reclaim cannot free now but will be freed by the end of
-        // its write or commit: parked off the scanned lists (lru.rs) so the
-        // inactive tail is not rescanned over and over while the I/O runs;
-        // the 2010 kernel rotated it.
-        let mut wait_for_io = || {
+        if s & (WRITEBACK | UNSTABLE | DIRTY) != 0 {
+            if s & WRITEBACK != 0 {
+                // Freed the moment its write is durable.
+                f.set_unless_free(RECLAIM);
+                scan.writeback += 1;
+            } else if s & DIRTY == 0 {
+                // Written, not yet durable: the flushers commit it and free
+                // it then. Like a page under writeback, something to wait for.
+                flag_for_flushers(inner, id, Reason::Commit);
+                scan.writeback += 1;
+            } else {
+                scan.dirty += 1;
+                if legacy {
+                    pageout(inner, id, who);
+                } else {
+                    flag_for_flushers(inner, id, Reason::Reclaim);
+                }
+            }
+            // Reclaim cannot free it now; the end of its write or commit
+            // will. Parked off the scanned lists (lru.rs) so the inactive
+            // tail is not rescanned over and over while the I/O runs; the
+            // 2010 kernel rotated it.
             if legacy {
                 putback.push(e);
             } else {
                 flagged.push(e);
             }
-        };
-        if s & WRITEBACK != 0 {
-            // Freed the moment its write is durable.
-            f.set_unless_free(RECLAIM);
-            scan.writeback += 1;
-            wait_for_io();
-            continue;
-        }
-        if s & (UNSTABLE | DIRTY) == UNSTABLE {
-            // Written, not yet durable: the flushers commit it and free it
-            // then. Like a page under writeback, something to wait for.
-            flag_for_flushers(inner, id, Reason::Commit);
-            scan.writeback += 1;
-            wait_for_io();
-            continue;
-        }
-        if s & DIRTY != 0 {
-            scan.dirty += 1;
-            if legacy {
-                pageout(inner, id, who);
-            } else {
-                flag_for_flushers(inner, id, Reason::Reclaim);
-            }
-            wait_for_io();
             continue;
         }
         if try_free(inner, id) {

@@ -77,22 +77,32 @@ fn should_commit(inner: &Inner, m: &Mapping, reason: Reason) -> bool {
     }
 }
 
+/// Commits `m`; returns the pages that became durable (none if the sync
+/// failed: the failure is recorded in the errseq and re-dirties them).
+fn commit_counted(inner: &Inner, m: &Mapping) -> usize {
+    let unstable = m.nr_unstable();
+    if super::commit::commit(inner, m).is_ok() {
+        unstable
+    } else {
+        0
+    }
+}
+
 /// One pass over one mapping, unless another flusher is already on it.
 fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
+    if backing_off(inner, m) {
+        return 0;
+    }
     if reason == Reason::Commit {
         // No walk of the dirty pages: commits have their own lock, and a
         // flusher busy writing the file must not make this one skip it.
-        if backing_off(inner, m) || m.nr_unstable() == 0 {
-            return 0;
-        }
-        let unstable = m.nr_unstable();
-        return if super::commit::commit(inner, m).is_ok() {
-            unstable
-        } else {
+        return if m.nr_unstable() == 0 {
             0
+        } else {
+            commit_counted(inner, m)
         };
     }
-    if backing_off(inner, m) || m.flushing.swap(true, Ordering::AcqRel) {
+    if m.flushing.swap(true, Ordering::AcqRel) {
         return 0;
     }
     let c = &inner.counters;
@@ -110,11 +120,7 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
         writepages(inner, m, false, nr, 0..u64::MAX)
     };
     if should_commit(inner, m, reason) {
-        let unstable = m.nr_unstable();
-        // A failure is recorded in the errseq and re-dirties the pages.
-        if super::commit::commit(inner, m).is_ok() {
-            n += unstable;
-        }
+        n += commit_counted(inner, m);
     }
     m.flushing.store(false, Ordering::Release);
     n

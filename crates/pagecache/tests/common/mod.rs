@@ -173,13 +173,25 @@ pub fn errno(r: pagecache::Result<()>) -> Option<i32> {
     }
 }
 
-/// Polls `cond` for up to 30 s (a hang guard, not a timing assertion).
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..6000 {
+/// Polls `cond` every 5 ms until it holds (`true`) or `limit` passes
+/// (`false`): a hang guard, not a timing assertion.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
         if cond() {
-            return;
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    panic!("gave up waiting for {what}");
+}
+
+/// Polls `cond` for up to 30 s and fails the test if it never holds.
+pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        poll_until(Duration::from_secs(30), cond),
+        "gave up waiting for {what}"
+    );
 }
