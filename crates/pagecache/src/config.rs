@@ -129,93 +129,6 @@ pub struct Config {
     pub(crate) readahead_max: usize,
 }
 
-/// Reading a configuration back.
-impl Config {
-    /// The `memory` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_memory(&self) -> usize {
-        self.memory
-    }
-
-    /// The `max_memory` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_max_memory(&self) -> Option<usize> {
-        self.max_memory
-    }
-
-    /// The `page_size` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_page_size(&self) -> usize {
-        self.page_size
-    }
-
-    /// The `watermarks` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_watermarks(&self) -> Option<Watermarks> {
-        self.watermarks
-    }
-
-    /// The `dirty_background_ratio` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_dirty_background_ratio(&self) -> u8 {
-        self.dirty_background_ratio
-    }
-
-    /// The `dirty_ratio` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_dirty_ratio(&self) -> u8 {
-        self.dirty_ratio
-    }
-
-    /// The `dirty_expire` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_dirty_expire(&self) -> Duration {
-        self.dirty_expire
-    }
-
-    /// The `dirty_writeback_interval` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_dirty_writeback_interval(&self) -> Duration {
-        self.dirty_writeback_interval
-    }
-
-    /// The `flushers` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_flushers(&self) -> usize {
-        self.flushers
-    }
-
-    /// The `max_io` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_max_io(&self) -> usize {
-        self.max_io
-    }
-
-    /// The `io_depth` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_io_depth(&self) -> usize {
-        self.io_depth
-    }
-
-    /// The `policy` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_policy(&self) -> Policy {
-        self.policy
-    }
-
-    /// The `background_reclaim` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_background_reclaim(&self) -> bool {
-        self.background_reclaim
-    }
-
-    /// The `readahead_max` knob in force (see the setter of the same name).
-    #[must_use]
-    pub fn get_readahead_max(&self) -> usize {
-        self.readahead_max
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -249,14 +162,29 @@ pub const MAX_READAHEAD_MAX: usize = 64 << 20;
 /// Smallest arena accepted: fewer frames leave no room between watermarks.
 pub const MIN_FRAMES: usize = 8;
 
+/// A getter named `get_<knob>`, as `std::process::Command` names its
+/// getters beside setters of the bare name.
+macro_rules! getter {
+    ($get:ident: $name:ident: $ty:ty) => {
+        #[doc = concat!("The `", stringify!($name), "` knob in force (see the setter of the same name).")]
+        #[must_use]
+        pub fn $get(&self) -> $ty {
+            self.$name
+        }
+    };
+}
+
+/// A setter of the bare knob name and its `get_` getter.
 macro_rules! setter {
-    ($(#[$m:meta])* $name:ident: $ty:ty) => {
+    ($(#[$m:meta])* $name:ident, $get:ident: $ty:ty) => {
         $(#[$m])*
         #[must_use = "setters return the changed configuration"]
         pub fn $name(mut self, v: $ty) -> Self {
             self.$name = v;
             self
         }
+
+        getter!($get: $name: $ty);
     };
 }
 
@@ -270,27 +198,31 @@ impl Config {
     }
 
     setter!(/// Sets the page size.
-        page_size: usize);
+        page_size, get_page_size: usize);
     setter!(/// Sets the background writeback threshold (percent).
-        dirty_background_ratio: u8);
+        dirty_background_ratio, get_dirty_background_ratio: u8);
     setter!(/// Sets the dirty limit (percent).
-        dirty_ratio: u8);
+        dirty_ratio, get_dirty_ratio: u8);
     setter!(/// Sets the dirty expiry age.
-        dirty_expire: Duration);
+        dirty_expire, get_dirty_expire: Duration);
     setter!(/// Sets the flusher wake-up interval.
-        dirty_writeback_interval: Duration);
+        dirty_writeback_interval, get_dirty_writeback_interval: Duration);
     setter!(/// Sets the number of flusher threads.
-        flushers: usize);
+        flushers, get_flushers: usize);
     setter!(/// Sets the largest coalesced write in bytes.
-        max_io: usize);
+        max_io, get_max_io: usize);
     setter!(/// Sets the number of writes in flight.
-        io_depth: usize);
+        io_depth, get_io_depth: usize);
     setter!(/// Sets the reclaim policy.
-        policy: Policy);
+        policy, get_policy: Policy);
     setter!(/// Turns the background reclaimer on or off.
-        background_reclaim: bool);
+        background_reclaim, get_background_reclaim: bool);
     setter!(/// Sets the largest readahead window in bytes.
-        readahead_max: usize);
+        readahead_max, get_readahead_max: usize);
+
+    getter!(get_memory: memory: usize);
+    getter!(get_max_memory: max_memory: Option<usize>);
+    getter!(get_watermarks: watermarks: Option<Watermarks>);
 
     /// Sets explicit watermarks (in frames).
     #[must_use = "setters return the changed configuration"]
