@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use crate::cache::Inner;
 use crate::error::{Error, Result};
 use crate::file::File;
-use crate::frame::{Frame, UPTODATE};
+use crate::frame::{Frame, REFERENCED, UPTODATE};
 use crate::guard::held;
 use crate::mapping::Mapping;
 use crate::{readahead, reclaim, writeback};
@@ -66,6 +66,11 @@ pub(crate) fn ra_mode(m: &Mapping) -> u8 {
 /// the file was advised `NoReuse`.
 #[inline]
 pub(crate) fn touch(m: &Mapping, f: &Frame) {
+    // The frame's own word first: a hot page is referenced already, and
+    // the mapping's advice shares a line with fields flushers write.
+    if f.flags() & REFERENCED != 0 {
+        return;
+    }
     if m.advice.load(Ordering::Relaxed) & NOREUSE == 0 {
         f.mark_referenced();
     }

@@ -1,7 +1,6 @@
 //! Opening files by path with `std::fs::OpenOptions`' vocabulary and rules.
 
-use std::io::{self, IoSlice};
-use std::os::fd::AsFd;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -183,14 +182,16 @@ fn may_read_only(e: &io::Error) -> bool {
 /// possible after a later writable open succeeded, so permission now allows
 /// it — reopens the file read-write through `/proc/self/fd`.
 struct ReadOnlyFile {
-    file: std::fs::File,
+    /// The read-only descriptor, read through `FileBackend` (buffered) so
+    /// readahead keeps its vectored reads straight into frames.
+    reader: FileBackend,
     writable: OnceLock<FileBackend>,
 }
 
 impl ReadOnlyFile {
     fn new(file: std::fs::File) -> Self {
         ReadOnlyFile {
-            file,
+            reader: FileBackend::from_file(file),
             writable: OnceLock::new(),
         }
     }
@@ -200,7 +201,7 @@ impl ReadOnlyFile {
             return Ok(b);
         }
         use std::os::fd::AsRawFd;
-        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", self.file.as_raw_fd()));
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", self.reader.file().as_raw_fd()));
         let b = FileBackend::open(&proc_path, false)?;
         // A racing writer may have set it first; either descriptor will do.
         Ok(self.writable.get_or_init(|| b))
@@ -209,7 +210,11 @@ impl ReadOnlyFile {
 
 impl Backend for ReadOnlyFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        Ok(rustix::io::pread(self.file.as_fd(), buf, offset)?)
+        self.reader.read_at(buf, offset)
+    }
+
+    fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+        self.reader.read_vectored_at(bufs, offset)
     }
 
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
@@ -219,12 +224,12 @@ impl Backend for ReadOnlyFile {
     fn sync(&self) -> io::Result<()> {
         match self.writable.get() {
             Some(b) => b.sync(),
-            None => Ok(rustix::fs::fdatasync(self.file.as_fd())?),
+            None => self.reader.sync(),
         }
     }
 
     fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+        self.reader.len()
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -355,8 +355,9 @@ fn take_frames<'a>(
     let end = (start + count).min(m.size().div_ceil(ps as u64));
     let mut taken = Vec::new();
     for index in start..end {
-        if let Some(id) = m.find_pin(arena, index) {
-            arena.unpin(id);
+        // Resident already: the window ends here (a lookup is enough; a
+        // page inserted meanwhile is caught by `insert`).
+        if m.lookup(index).is_some() {
             break;
         }
         // Readahead never reclaims or waits: it takes free frames above the
