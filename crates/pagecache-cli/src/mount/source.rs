@@ -47,14 +47,17 @@ struct Slot {
 
 impl Lru {
     fn touch(&mut self, id: u64) -> Option<Arc<fs::File>> {
-        self.clock += 1;
-        let clock = self.clock;
         let slot = self.open.get_mut(&id)?;
-        if slot.pins == 0 {
-            self.order.remove(&slot.stamp);
-            self.order.insert(clock, id);
+        // The most recently used slot already has the newest stamp: a file
+        // streamed by one client reorders nothing.
+        if slot.stamp != self.clock {
+            self.clock += 1;
+            if slot.pins == 0 {
+                self.order.remove(&slot.stamp);
+                self.order.insert(self.clock, id);
+            }
+            slot.stamp = self.clock;
         }
-        slot.stamp = clock;
         Some(slot.fd.clone())
     }
 

@@ -10,8 +10,7 @@
 use super::mixed::Zipf;
 use super::randwrite::{owner_out, sync_and_read_back};
 use super::{
-    assemble, fixed_phase, timed_modify, timed_read, until_done, work_cap, FileSpec, Params, Roles,
-    ThreadOut,
+    assemble, fixed_phase, timed_modify, timed_read, until_done, FileSpec, Params, Roles, ThreadOut,
 };
 use crate::bench::block::{self, hash, Rng};
 use crate::bench::report::RunResult;
@@ -55,7 +54,7 @@ pub fn run<S: Store>(
     let threads = p.threads.max(2);
     let writers = (threads / 2).max(1);
     let per_writer = updates(p).div_ceil(writers as u64);
-    let mut ph = fixed_phase(store, threads, writers, work_cap(p), |t, ctx| {
+    let mut ph = fixed_phase(store, threads, writers, p, |t, ctx| {
         if t >= writers {
             let mut out = ThreadOut::<Vec<u32>>::new(2);
             let zipf = Zipf::new(n, 0.99);

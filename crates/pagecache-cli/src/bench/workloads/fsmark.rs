@@ -12,8 +12,8 @@
 //! touched during it, stands for that (file 0).
 
 use super::{
-    assemble, fixed_phase, read_back, timed_write, until_done, warm, work_cap, FileSpec, Params,
-    Roles, ThreadOut,
+    assemble, fixed_phase, read_back, timed_write, until_done, warm, FileSpec, Params, Roles,
+    ThreadOut,
 };
 use crate::bench::block::{self, Rng, BLOCK};
 use crate::bench::report::RunResult;
@@ -55,7 +55,7 @@ pub fn run<S: Store>(
     for _ in 0..2 {
         warm(store, 0, specs[0].tag, specs[0].blocks, false, &mut check)?;
     }
-    let mut ph = fixed_phase(store, threads, threads, work_cap(p), |t, ctx| {
+    let mut ph = fixed_phase(store, threads, threads, p, |t, ctx| {
         // state: (file, blocks of it written).
         let mut out = ThreadOut::<Vec<(usize, u64)>>::new(1);
         let mut buf = crate::bench::store::AlignedBuf::new(BLOCK);

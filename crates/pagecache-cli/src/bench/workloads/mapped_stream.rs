@@ -6,8 +6,8 @@
 //! one pass over the file; readers run until it is done.
 
 use super::{
-    assemble, fixed_phase, read_back, timed_modify, timed_read, until_done, warm, work_cap,
-    Checker, FileSpec, Params, Roles, ThreadOut,
+    assemble, fixed_phase, read_back, timed_modify, timed_read, until_done, warm, Checker,
+    FileSpec, Params, Roles, ThreadOut,
 };
 use crate::bench::block::{self, Rng};
 use crate::bench::report::RunResult;
@@ -37,7 +37,7 @@ pub fn run<S: Store>(
     for _ in 0..2 {
         warm(store, HOT, htag, hn, false, &mut check)?;
     }
-    let mut ph = fixed_phase(store, threads, 1, work_cap(p), |t, ctx| {
+    let mut ph = fixed_phase(store, threads, 1, p, |t, ctx| {
         let mut out = ThreadOut::<u64>::new(2);
         if t == 0 {
             // state: blocks written, from 0 on.

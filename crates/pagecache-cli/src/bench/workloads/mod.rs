@@ -29,7 +29,7 @@ use super::report::{RunResult, Throttle, Writeback};
 use super::store::{open_direct, CacheStore, Store};
 use crate::CliError;
 pub use ops::{read_back, timed_modify, timed_read, timed_write, warm, Checker};
-pub use phase::{fixed_phase, phase, until_done, work_cap, Phase, ThreadOut};
+pub use phase::{fixed_phase, phase, until_done, Phase, ThreadOut};
 
 /// Everything a run needs to know, also handed to the kernel child.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -113,18 +113,18 @@ where
 
 /// The longest a fixed-work run may take before it is stopped and reported
 /// as not completed.
-pub fn work_cap(p: &Params) -> Duration {
+fn work_cap(p: &Params) -> Duration {
     Duration::from_secs(300).max(p.duration * 20)
 }
 
 /// Runs `work` on `threads` threads, of which threads `0..workers` each have
 /// a fixed amount of work: the phase lasts until they have all returned (at
-/// most `cap`), and the other threads (readers) run until then.
+/// most `work_cap`), and the other threads (readers) run until then.
 pub fn fixed_phase<S, T, W>(
     store: &S,
     threads: usize,
     workers: usize,
-    cap: Duration,
+    p: &Params,
     work: W,
 ) -> Result<Phase<T>, CliError>
 where
@@ -132,7 +132,7 @@ where
     T: Send,
     W: Fn(usize, &Ctx) -> Result<ThreadOut<T>, CliError> + Sync,
 {
-    phase_with(store, threads, workers.max(1), cap, work)
+    phase_with(store, threads, workers.max(1), work_cap(p), work)
 }
 
 /// Counts a fixed-work thread out when it ends; the last one ends the phase.

@@ -8,8 +8,8 @@
 //! nothing to wait on, and fails. A failed write is retried whole.
 
 use super::{
-    assemble, fixed_phase, read_back, timed_write, until_done, work_cap, Checker, FileSpec, Params,
-    Roles, ThreadOut,
+    assemble, fixed_phase, read_back, timed_write, until_done, Checker, FileSpec, Params, Roles,
+    ThreadOut,
 };
 use crate::bench::block::{self, Rng, BLOCK};
 use crate::bench::report::RunResult;
@@ -32,7 +32,7 @@ pub fn run<S: Store>(
     policy: &str,
 ) -> Result<RunResult, CliError> {
     let (tag, n) = (specs[0].tag, specs[0].blocks);
-    let mut ph = fixed_phase(store, 1, 1, work_cap(p), |t, ctx| {
+    let mut ph = fixed_phase(store, 1, 1, p, |t, ctx| {
         // state: blocks written.
         let mut out = ThreadOut::<u64>::new(1);
         let bs = (DD_BYTES / BLOCK as u64).min(p.frames() / 4).max(1);
