@@ -32,6 +32,8 @@ const GAUGES: &[&str] = &[
     "nr_active",
     "write_bandwidth",
     "alloc_stack_peak_bytes",
+    // The mount's own: descriptors of source files open now.
+    "mount_source_fds",
 ];
 
 /// Parses the `name value` lines; `origin` names the file in errors.
@@ -137,6 +139,11 @@ mod tests {
             value.parse::<u64>().unwrap();
         }
         assert!(out.contains("# TYPE pagecache_nr_dirty gauge\npagecache_nr_dirty 0\n"));
+        let mount = render("mount_source_fds 7\n", Format::Prometheus, "t").unwrap();
+        assert_eq!(
+            mount,
+            "# TYPE pagecache_mount_source_fds gauge\npagecache_mount_source_fds 7\n"
+        );
         assert!(out.contains(
             "# TYPE pagecache_pages_dirtied_total counter\npagecache_pages_dirtied_total 3\n"
         ));
