@@ -406,6 +406,59 @@ fn selected_workload_and_policy_only() {
     assert_eq!(runs[0]["policy"], "offload");
 }
 
+/// `--memory` and `--threads` lists run every workload × policy at every
+/// (budget, threads) point, record the point in each run, and the summary
+/// gains a table with ops/s per thread and the ratio to the kernel.
+#[test]
+fn budget_and_thread_sweeps_run_every_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("r");
+    let json = tmp.path().join("out.json");
+    let out = bench(&[
+        "--workload",
+        "hit",
+        "--policy",
+        "offload",
+        "--memory",
+        "2M,3M",
+        "--threads",
+        "1,2",
+        "--duration",
+        "0.2",
+        "--json",
+        json.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+        "--dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let mut points: Vec<(u64, u64)> = runs
+        .iter()
+        .map(|r| (u(r, "/memory_bytes"), u(r, "/threads")))
+        .collect();
+    points.sort_unstable();
+    assert_eq!(
+        points,
+        [(2 << 20, 1), (2 << 20, 2), (3 << 20, 1), (3 << 20, 2)]
+    );
+    assert_eq!(v["sweep_threads"], serde_json::json!([1, 2]));
+    for r in runs {
+        assert_eq!(r["verified"], Value::Bool(true), "{r}");
+        assert!(f(r, "/ops_per_sec") > 0.0, "{r}");
+    }
+    let summary = std::fs::read_to_string(report.join("summary.md")).unwrap();
+    assert!(summary.contains("Hit path and scaling"), "{summary}");
+    assert!(summary.contains("budgets 2.0MiB, 3.0MiB"), "{summary}");
+    assert!(summary.contains("1, 2 threads"), "{summary}");
+}
+
 fn rejected(args: &[&str], needle: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let mut all = args.to_vec();
@@ -432,6 +485,10 @@ fn bad_arguments_are_clear_errors() {
     rejected(&["--duration", "0"], "duration");
     rejected(&["--duration", "abc"], "invalid value");
     rejected(&["--threads", "0"], "threads");
+    rejected(&["--threads", "1,0"], "threads");
+    rejected(&["--threads", "1,x"], "invalid value");
+    rejected(&["--memory", "64M,1T"], "ram");
+    rejected(&["--memory", "64M,,1G"], "cannot parse size");
     rejected(&["--memory", "1T"], "ram");
     rejected(&["--quick", "--memory", "64M"], "cannot be used with");
     rejected(&["--dirty-ratio", "0"], "dirty-ratio");

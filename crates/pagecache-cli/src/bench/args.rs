@@ -18,6 +18,10 @@ pub const QUICK_DURATION: f64 = 6.0;
 pub const SMALL_MEMCG_MEMORY: u64 = 8 << 20;
 /// Smallest budget the workloads can be scaled to.
 pub const MIN_MEMORY: u64 = 1 << 20;
+/// Worker threads per run when `--threads` is not given.
+pub const DEFAULT_THREADS: usize = 2;
+/// The most points one `--memory` or `--threads` list may hold.
+const MAX_SWEEP: usize = 16;
 
 /// Arguments of `pagecache bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -36,12 +40,15 @@ pub struct Args {
     /// Default: all.
     #[arg(long = "policy", value_name = "P")]
     pub policies: Vec<String>,
-    /// Memory budget of the cache (and of the kernel's cgroup), like 64M or 1G.
-    #[arg(long, value_name = "SIZE", value_parser = size_arg)]
-    pub memory: Option<u64>,
-    /// Worker threads per run.
-    #[arg(long, value_name = "N", default_value_t = 2)]
-    pub threads: usize,
+    /// Memory budget of the cache (and of the kernel's cgroup), like 64M or
+    /// 1G; a list such as 64M,1G,4G sweeps the budget (every workload ×
+    /// policy runs at each).
+    #[arg(long, value_name = "SIZE[,SIZE…]", value_parser = size_arg, value_delimiter = ',')]
+    pub memory: Vec<u64>,
+    /// Worker threads per run; a list such as 1,2,4 sweeps the thread count
+    /// (the report then gives ops/s per thread).
+    #[arg(long, value_name = "N[,N…]", value_delimiter = ',')]
+    pub threads: Vec<usize>,
     /// Seconds each run measures for (fractions allowed).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
@@ -219,8 +226,10 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
 pub struct Plan {
     pub workloads: Vec<Workload>,
     pub policies: Vec<PolicyKind>,
-    pub memory: u64,
-    pub threads: usize,
+    /// The budgets to run at (one unless `--memory` lists several).
+    pub memories: Vec<u64>,
+    /// The thread counts to run with (one unless `--threads` lists several).
+    pub threads: Vec<usize>,
     pub duration: Duration,
     pub json: Option<PathBuf>,
     pub report: PathBuf,
@@ -229,6 +238,42 @@ pub struct Plan {
     pub work_scale: f64,
     pub overrides: Overrides,
     pub device: Option<DeviceModel>,
+}
+
+/// One point of a sweep: a budget and a thread count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Point {
+    pub memory: u64,
+    pub threads: usize,
+}
+
+impl Point {
+    /// A prefix for progress messages naming the point, empty without a sweep.
+    pub fn label(self, plan: &Plan) -> String {
+        let mut s = String::new();
+        if plan.memories.len() > 1 {
+            s.push_str(&crate::bench::report::bytes(self.memory as f64));
+            s.push(' ');
+        }
+        if plan.threads.len() > 1 {
+            s.push_str(&format!("{}t ", self.threads));
+        }
+        s
+    }
+}
+
+impl Plan {
+    /// Every (budget, threads) point to run, budgets outermost.
+    pub fn points(&self) -> Vec<Point> {
+        self.memories
+            .iter()
+            .flat_map(|&memory| {
+                self.threads
+                    .iter()
+                    .map(move |&threads| Point { memory, threads })
+            })
+            .collect()
+    }
 }
 
 fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
@@ -264,36 +309,22 @@ impl Plan {
                     .collect::<Result<_, _>>()?,
             )
         };
-        let memory = match a.memory {
-            Some(0) => {
-                return Err(CliError::Usage(
-                    "--memory must be above zero, like 64M".into(),
-                ))
-            }
-            Some(m) if m < MIN_MEMORY => {
-                return Err(CliError::Usage(format!(
-                    "--memory {m} is too small: the workloads need at least 1M"
-                )))
-            }
-            Some(m) if m > 1 << 40 => {
-                return Err(CliError::Usage(format!(
-                    "--memory {m} is too large: at most 1T"
-                )))
-            }
-            Some(m) => m,
-            None => QUICK_MEMORY,
+        let memories = if a.memory.is_empty() {
+            vec![QUICK_MEMORY]
+        } else {
+            sweep("--memory", a.memory.clone())?
         };
         let ram = super::machine::Machine::detect().memory_bytes;
-        if ram > 0 && memory > ram / 4 * 3 {
-            return Err(CliError::Usage(format!(
-                "--memory {memory} is more than three quarters of this machine's {ram} bytes of RAM"
-            )));
+        for &m in &memories {
+            check_memory(m, ram)?;
         }
-        if a.threads == 0 || a.threads > 256 {
-            return Err(CliError::Usage(format!(
-                "--threads {} must be in 1..=256",
-                a.threads
-            )));
+        let threads = if a.threads.is_empty() {
+            vec![DEFAULT_THREADS]
+        } else {
+            sweep("--threads", a.threads)?
+        };
+        if let Some(t) = threads.iter().find(|&&t| t == 0 || t > 256) {
+            return Err(CliError::Usage(format!("--threads {t} must be in 1..=256")));
         }
         let secs = a.duration.unwrap_or(QUICK_DURATION);
         if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
@@ -305,7 +336,7 @@ impl Plan {
             Some(d) => d,
             None => std::env::temp_dir(),
         };
-        let quick = a.quick || (a.memory.is_none() && a.duration.is_none());
+        let quick = a.quick || (a.memory.is_empty() && a.duration.is_none());
         let work_scale = a
             .work_scale
             .unwrap_or(if quick { QUICK_WORK_SCALE } else { 1.0 });
@@ -349,12 +380,50 @@ impl Plan {
             device,
             workloads,
             policies,
-            memory,
-            threads: a.threads,
+            memories,
+            threads,
             duration: Duration::from_secs_f64(secs),
             json: a.json,
             report: a.report,
             dir,
         })
     }
+}
+
+/// A list given to a sweep flag, duplicates dropped, order kept.
+fn sweep<T: PartialEq + Copy>(flag: &str, v: Vec<T>) -> Result<Vec<T>, CliError> {
+    let v = dedup(v);
+    if v.len() > MAX_SWEEP {
+        return Err(CliError::Usage(format!(
+            "{flag} lists {} values; at most {MAX_SWEEP}",
+            v.len()
+        )));
+    }
+    Ok(v)
+}
+
+/// One budget must be usable here: at least 1M, at most 1T and three
+/// quarters of the machine's RAM (`ram`, 0 when unknown).
+fn check_memory(m: u64, ram: u64) -> Result<(), CliError> {
+    if m == 0 {
+        return Err(CliError::Usage(
+            "--memory must be above zero, like 64M".into(),
+        ));
+    }
+    if m < MIN_MEMORY {
+        return Err(CliError::Usage(format!(
+            "--memory {m} is too small: the workloads need at least 1M"
+        )));
+    }
+    if m > 1 << 40 {
+        return Err(CliError::Usage(format!(
+            "--memory {m} is too large: at most 1T"
+        )));
+    }
+    if ram > 0 && m > ram / 4 * 3 {
+        return Err(CliError::Usage(format!(
+            "--memory {m} is more than three quarters of this machine's {ram} bytes of RAM"
+        )));
+    }
+    Ok(())
 }

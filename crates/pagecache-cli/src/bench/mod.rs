@@ -26,7 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 pub use args::Args;
 use args::Workload;
-use args::{Plan, PolicyKind};
+use args::{Plan, Point, PolicyKind};
 pub use kernel::{child as kernel_child, ChildArgs as KernelChildArgs};
 use knobs::Knobs;
 use report::{Report, RunResult};
@@ -54,7 +54,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     std::fs::create_dir_all(&plan.report)
         .map_err(|e| CliError::io("creating", Some(plan.report.clone()), e))?;
 
-    let total = plan.workloads.len() * plan.policies.len();
+    let total = plan.points().len() * plan.workloads.len() * plan.policies.len();
     let pb = ProgressBar::new(total as u64 + 1);
     pb.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
@@ -67,18 +67,25 @@ pub fn run(a: Args) -> Result<(), CliError> {
     pb.inc(1);
 
     let mut runs: Vec<RunResult> = Vec::new();
-    for (wi, &w) in plan.workloads.iter().enumerate() {
-        for &pol in &plan.policies {
-            pb.set_message(format!("{} / {}", w.name(), pol.name()));
-            let params = params(&plan, wi, w)?;
-            let run_dir = tmp.path().join(format!("{}-{}", w.name(), pol.name()));
-            std::fs::create_dir_all(&run_dir)
-                .map_err(|e| CliError::io("creating", Some(run_dir.clone()), e))?;
-            let mut r = run_one(&params, pol, plan.device, &run_dir)?;
-            r.note_device(device);
-            let _ = std::fs::remove_dir_all(&run_dir);
-            runs.push(r);
-            pb.inc(1);
+    for point in plan.points() {
+        for (wi, &w) in plan.workloads.iter().enumerate() {
+            for &pol in &plan.policies {
+                pb.set_message(format!(
+                    "{}{} / {}",
+                    point.label(&plan),
+                    w.name(),
+                    pol.name()
+                ));
+                let params = params(&plan, point, wi, w)?;
+                let run_dir = tmp.path().join(format!("{}-{}", w.name(), pol.name()));
+                std::fs::create_dir_all(&run_dir)
+                    .map_err(|e| CliError::io("creating", Some(run_dir.clone()), e))?;
+                let mut r = run_one(&params, pol, plan.device, &run_dir)?;
+                r.note_device(device);
+                let _ = std::fs::remove_dir_all(&run_dir);
+                runs.push(r);
+                pb.inc(1);
+            }
         }
     }
     pb.finish_and_clear();
@@ -90,8 +97,10 @@ pub fn run(a: Args) -> Result<(), CliError> {
     let rep = Report {
         machine,
         device_seq_write_bytes_per_sec: device,
-        memory_bytes: plan.memory,
-        threads: plan.threads,
+        memory_bytes: plan.memories[0],
+        threads: plan.threads[0],
+        sweep_memory_bytes: plan.memories.clone(),
+        sweep_threads: plan.threads.clone(),
         duration_secs: plan.duration.as_secs_f64(),
         kernel_memory_limited,
         work_scale: plan.work_scale,
@@ -132,12 +141,12 @@ fn method() -> Vec<String> {
     ]
 }
 
-/// What workload `w`, number `wi` in the plan, runs with.
-fn params(plan: &Plan, wi: usize, w: Workload) -> Result<Params, CliError> {
+/// What workload `w`, number `wi` in the plan, runs with at `point`.
+fn params(plan: &Plan, point: Point, wi: usize, w: Workload) -> Result<Params, CliError> {
     Ok(Params {
         workload: w,
-        memory: w.memory(plan.memory),
-        threads: plan.threads,
+        memory: w.memory(point.memory),
+        threads: point.threads,
         duration: plan.duration,
         seed: 0x5EED_0000 + wi as u64,
         knobs: Knobs::resolve(w, &plan.overrides)?,
@@ -148,9 +157,11 @@ fn params(plan: &Plan, wi: usize, w: Workload) -> Result<Params, CliError> {
 /// One run's files at a time are on disk: the largest decides.
 fn check_space(dir: &Path, plan: &Plan) -> Result<(), CliError> {
     let mut need = 0;
-    for (wi, &w) in plan.workloads.iter().enumerate() {
-        let files = workloads::files(&params(plan, wi, w)?);
-        need = need.max(files.iter().map(|f| f.blocks).sum::<u64>() * block::BLOCK as u64);
+    for point in plan.points() {
+        for (wi, &w) in plan.workloads.iter().enumerate() {
+            let files = workloads::files(&params(plan, point, wi, w)?);
+            need = need.max(files.iter().map(|f| f.blocks).sum::<u64>() * block::BLOCK as u64);
+        }
     }
     let need = need + (64 << 20);
     if let Ok(st) = rustix::fs::statvfs(dir) {

@@ -167,8 +167,16 @@ impl RunResult {
 pub struct Report {
     pub machine: Machine,
     pub device_seq_write_bytes_per_sec: f64,
+    /// The (first) budget.
     pub memory_bytes: u64,
+    /// The (first) thread count.
     pub threads: usize,
+    /// Every budget the runs were made at (`--memory 64M,1G`).
+    #[serde(default)]
+    pub sweep_memory_bytes: Vec<u64>,
+    /// Every thread count the runs were made with (`--threads 1,2,4`).
+    #[serde(default)]
+    pub sweep_threads: Vec<usize>,
     pub duration_secs: f64,
     pub kernel_memory_limited: Option<bool>,
     /// Fraction of the default fixed work `small-memcg` did.
@@ -228,15 +236,29 @@ pub fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 /// The machine line shown above the table.
 pub fn machine_line(rep: &Report) -> String {
     let m = &rep.machine;
+    let budgets = if rep.sweep_memory_bytes.len() > 1 {
+        let list: Vec<String> = rep
+            .sweep_memory_bytes
+            .iter()
+            .map(|&b| bytes(b as f64))
+            .collect();
+        format!("budgets {}", list.join(", "))
+    } else {
+        format!("budget {}", bytes(rep.memory_bytes as f64))
+    };
+    let threads = if rep.sweep_threads.len() > 1 {
+        let list: Vec<String> = rep.sweep_threads.iter().map(|t| t.to_string()).collect();
+        format!("{} threads", list.join(", "))
+    } else {
+        format!("{} threads", rep.threads)
+    };
     let mut line = format!(
-        "{} cores ({}), {} RAM, Linux {}; device sequential write {}/s; budget {}, {} threads, {:.1} s per run; kernel runs {}",
+        "{} cores ({}), {} RAM, Linux {}; device sequential write {}/s; {budgets}, {threads}, {:.1} s per run; kernel runs {}",
         m.cores,
         m.cpu_model,
         bytes(m.memory_bytes as f64),
         m.kernel,
         bytes(rep.device_seq_write_bytes_per_sec),
-        bytes(rep.memory_bytes as f64),
-        rep.threads,
         rep.duration_secs,
         match rep.kernel_memory_limited {
             Some(true) => "limited to the budget by a memory cgroup",

@@ -162,6 +162,89 @@ fn cells_timed(r: &RunResult) -> Vec<String> {
     ]
 }
 
+/// The hit-path and scaling table's columns: header and legend.
+const SCALE_COLUMNS: &[(&str, &str)] = &[
+    ("workload", "the workload (DESIGN §7)"),
+    (
+        "policy",
+        "offload/legacy/no-throttle: the library; kernel: buffered pread/pwrite",
+    ),
+    ("budget", "the cache's memory budget (kernel: its cgroup's)"),
+    ("thr", "worker threads"),
+    (
+        "ops/s",
+        "operations per second, all threads (hit: read_at / pread)",
+    ),
+    ("ops/s/thr", "operations per second per thread"),
+    (
+        "×kernel",
+        "ops/s over the kernel's at the same budget and threads",
+    ),
+    ("pin/s", "hit: zero-copy page pins per second"),
+    (
+        "pin ×kernel",
+        "hit: pins per second over the kernel's pread",
+    ),
+    (
+        "memcpy/s",
+        "hit: raw 4 KiB copies per second from the same arena",
+    ),
+    (
+        "read_at cost",
+        "hit: memcpy/s over read_at's ops/s (1.00 = read_at at memory speed)",
+    ),
+];
+
+/// Where the same workload ran under `kernel` at the same budget and threads.
+fn kernel_twin<'a>(runs: &'a [RunResult], r: &RunResult) -> Option<&'a RunResult> {
+    runs.iter().find(|k| {
+        k.policy == "kernel"
+            && k.workload == r.workload
+            && k.memory_bytes == r.memory_bytes
+            && k.threads == r.threads
+    })
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn cells_scale(runs: &[RunResult], r: &RunResult) -> Vec<String> {
+    let kernel = kernel_twin(runs, r).filter(|k| k.policy != r.policy);
+    vec![
+        r.workload.clone(),
+        policy(r),
+        bytes(r.memory_bytes as f64),
+        r.threads.to_string(),
+        si(r.ops_per_sec),
+        si(r.ops_per_sec / r.threads.max(1) as f64),
+        opt(kernel, |k| ratio(r.ops_per_sec, k.ops_per_sec)),
+        opt(r.pin_ops_per_sec, si),
+        match (r.pin_ops_per_sec, kernel) {
+            (Some(p), Some(k)) => ratio(p, k.ops_per_sec),
+            _ => "-".into(),
+        },
+        opt(r.memcpy_ops_per_sec, si),
+        opt(r.memcpy_ops_per_sec, |m| {
+            if r.ops_per_sec > 0.0 {
+                format!("{:.2}", m / r.ops_per_sec)
+            } else {
+                "-".into()
+            }
+        }),
+    ]
+}
+
+/// Whether the runs sweep budgets or thread counts.
+fn swept(runs: &[RunResult]) -> bool {
+    runs.iter()
+        .any(|r| r.memory_bytes != runs[0].memory_bytes || r.threads != runs[0].threads)
+}
+
 type Rows = (Vec<String>, Vec<Vec<String>>);
 type Legend = &'static [(&'static str, &'static str)];
 
@@ -189,6 +272,22 @@ fn sections(runs: &[RunResult]) -> Vec<(&'static str, Legend, Rows)> {
         let head = cols.iter().map(|(h, _)| h.to_string()).collect();
         let body = rs.into_iter().map(cells).collect();
         out.push((title, cols, (head, body)));
+    }
+    // The hit path's ratios, and every timed run's scaling when the budget or
+    // thread count was swept.
+    let sweep = swept(runs);
+    let scale: Vec<Vec<String>> = runs
+        .iter()
+        .filter(|r| r.work != "fixed" && (sweep || r.workload == "hit"))
+        .map(|r| cells_scale(runs, r))
+        .collect();
+    if !scale.is_empty() {
+        let head = SCALE_COLUMNS.iter().map(|(h, _)| h.to_string()).collect();
+        out.push((
+            "Hit path and scaling",
+            SCALE_COLUMNS as Legend,
+            (head, scale),
+        ));
     }
     out
 }
