@@ -245,6 +245,12 @@ fn check_fixed_work_fields(r: &Value, w: &str, p: &str, what: &str) {
 
 /// Runs the bench with `args` in a temporary directory; returns its JSON.
 fn report_of(args: &[&str]) -> Value {
+    report_and_summary(args).0
+}
+
+/// Runs the bench with `args` in a temporary directory; returns its JSON and
+/// its summary.md.
+fn report_and_summary(args: &[&str]) -> (Value, String) {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("out.json");
     let mut all = args.to_vec();
@@ -263,7 +269,11 @@ fn report_of(args: &[&str]) -> Value {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    let summary = std::fs::read_to_string(report.join("summary.md")).unwrap();
+    (
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap(),
+        summary,
+    )
 }
 
 fn runs_of(args: &[&str]) -> Vec<Value> {
@@ -374,9 +384,7 @@ fn a_modelled_device_runs_the_library_policies_only() {
 
 #[test]
 fn selected_workload_and_policy_only() {
-    let tmp = tempfile::tempdir().unwrap();
-    let json = tmp.path().join("out.json");
-    let out = bench(&[
+    let runs = runs_of(&[
         "--workload",
         "hit",
         "--policy",
@@ -387,20 +395,7 @@ fn selected_workload_and_policy_only() {
         "1",
         "--duration",
         "0.2",
-        "--json",
-        json.to_str().unwrap(),
-        "--report",
-        tmp.path().join("r").to_str().unwrap(),
-        "--dir",
-        tmp.path().to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0]["workload"], "hit");
     assert_eq!(runs[0]["policy"], "offload");
@@ -411,10 +406,7 @@ fn selected_workload_and_policy_only() {
 /// gains a table with ops/s per thread and the ratio to the kernel.
 #[test]
 fn budget_and_thread_sweeps_run_every_point() {
-    let tmp = tempfile::tempdir().unwrap();
-    let report = tmp.path().join("r");
-    let json = tmp.path().join("out.json");
-    let out = bench(&[
+    let (v, summary) = report_and_summary(&[
         "--workload",
         "hit",
         "--policy",
@@ -425,19 +417,7 @@ fn budget_and_thread_sweeps_run_every_point() {
         "1,2",
         "--duration",
         "0.2",
-        "--json",
-        json.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-        "--dir",
-        tmp.path().to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = v["runs"].as_array().unwrap();
     let mut points: Vec<(u64, u64)> = runs
         .iter()
@@ -453,7 +433,6 @@ fn budget_and_thread_sweeps_run_every_point() {
         assert_eq!(r["verified"], Value::Bool(true), "{r}");
         assert!(f(r, "/ops_per_sec") > 0.0, "{r}");
     }
-    let summary = std::fs::read_to_string(report.join("summary.md")).unwrap();
     assert!(summary.contains("Hit path and scaling"), "{summary}");
     assert!(summary.contains("budgets 2.0MiB, 3.0MiB"), "{summary}");
     assert!(summary.contains("1, 2 threads"), "{summary}");
