@@ -119,6 +119,8 @@ pub struct Config {
     pub(crate) max_io: usize,
     /// Writes in flight at once.
     pub(crate) io_depth: usize,
+    /// Whether to issue writeback through `io_uring` where the kernel allows.
+    pub(crate) io_uring: bool,
     /// What direct reclaim does with dirty pages.
     pub(crate) policy: Policy,
     /// Whether to run the background reclaimer thread.
@@ -143,6 +145,7 @@ impl Default for Config {
             flushers: 1,
             max_io: 1 << 20,
             io_depth: 64,
+            io_uring: true,
             policy: Policy::Offload,
             background_reclaim: true,
             readahead_max: DEFAULT_READAHEAD_MAX,
@@ -213,6 +216,11 @@ impl Config {
         max_io, get_max_io: usize);
     setter!(/// Sets the number of writes in flight.
         io_depth, get_io_depth: usize);
+    setter!(/// Issues writeback through `io_uring` where the kernel allows it (the
+        /// default); `false` uses blocking I/O threads only. A backend
+        /// without [`Backend::async_write_fd`](crate::Backend::async_write_fd)
+        /// is written by the threads either way.
+        io_uring, get_io_uring: bool);
     setter!(/// Sets the reclaim policy.
         policy, get_policy: Policy);
     setter!(/// Turns the background reclaimer on or off.
