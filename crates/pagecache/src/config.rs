@@ -117,7 +117,12 @@ pub struct Config {
     pub(crate) flushers: usize,
     /// Largest coalesced write, in bytes (rounded down to whole pages).
     pub(crate) max_io: usize,
-    /// Writes in flight at once.
+    /// Writes in flight at once (at most; `writeback/wbt.rs` lowers it
+    /// while reads wait behind writes). Default 256: 4 KiB random writeback
+    /// is bound by the device's latency per write, and on `pagecache bench
+    /// --workload randwrite` (64 MiB, `io_uring`) 256 in flight gave 62.6k
+    /// ops/s against 42.0k at 64 (medians of 3 alternating runs); with
+    /// `io_uring` the depth costs no threads.
     pub(crate) io_depth: usize,
     /// Whether to issue writeback through `io_uring` where the kernel allows.
     pub(crate) io_uring: bool,
@@ -144,7 +149,7 @@ impl Default for Config {
             dirty_writeback_interval: Duration::from_secs(5),
             flushers: 1,
             max_io: 1 << 20,
-            io_depth: 64,
+            io_depth: 256,
             io_uring: true,
             policy: Policy::Offload,
             background_reclaim: true,

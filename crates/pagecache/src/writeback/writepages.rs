@@ -134,6 +134,7 @@ fn write_indexes(
                 let full = std::mem::replace(&mut run, Run::new(m.clone(), done_tx.clone()));
                 submit(inner, full, &mut inflight, &done_rx);
             }
+            inner.io.flush();
             started = start_writeback(inner, m, id, index, true);
         }
         arena.unpin(id);
@@ -154,6 +155,7 @@ fn write_indexes(
     if !run.frames.is_empty() {
         submit(inner, run, &mut inflight, &done_rx);
     }
+    inner.io.flush();
     while inflight > 0 {
         let _ = done_rx.recv();
         inflight -= 1;
@@ -170,6 +172,7 @@ fn submit(inner: &Inner, run: Run, inflight: &mut usize, done: &Receiver<()>) {
         if *inflight < inner.cfg.io_depth && wbt.pending.load(Ordering::Acquire) < wbt.depth() {
             break;
         }
+        inner.io.flush();
         if *inflight > 0 {
             let _ = done.recv();
             *inflight -= 1;
