@@ -92,13 +92,8 @@ impl Drop for KernelDirtyLimits {
 mod tests {
     use super::*;
 
-    #[test]
-    fn limits_are_set_then_restored() {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: setting vm.dirty_bytes needs root");
-            return;
-        }
-        let before: Vec<u64> = [
+    fn all_knobs() -> Vec<u64> {
+        [
             "dirty_bytes",
             "dirty_ratio",
             "dirty_background_bytes",
@@ -106,7 +101,16 @@ mod tests {
         ]
         .iter()
         .map(|n| read(n).unwrap())
-        .collect();
+        .collect()
+    }
+
+    #[test]
+    fn limits_are_set_then_restored() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: setting vm.dirty_bytes needs root");
+            return;
+        }
+        let before = all_knobs();
         {
             let g = KernelDirtyLimits::set(13 << 20, 6 << 20).unwrap();
             assert_eq!(g.bytes, (13 << 20, 6 << 20));
@@ -114,15 +118,7 @@ mod tests {
             assert_eq!(read("dirty_background_bytes").unwrap(), 6 << 20);
             assert_eq!(read("dirty_ratio").unwrap(), 0, "bytes replace the ratio");
         }
-        let after: Vec<u64> = [
-            "dirty_bytes",
-            "dirty_ratio",
-            "dirty_background_bytes",
-            "dirty_background_ratio",
-        ]
-        .iter()
-        .map(|n| read(n).unwrap())
-        .collect();
+        let after = all_knobs();
         assert_eq!(before, after);
     }
 }
