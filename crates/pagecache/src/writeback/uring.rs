@@ -161,11 +161,22 @@ impl Ring {
         }
     }
 
-    /// Submits what is queued; the reaper retries whatever this could not.
+    /// Submits what is queued. A transient refusal (a full completion
+    /// queue, no memory for requests) is retried until it passes: a write
+    /// left queued could wait forever, with nothing in flight to wake the
+    /// reaper.
     fn enter(&self) {
-        for _ in 0..100 {
+        let mut tries = 0u32;
+        loop {
             match self.ring.submit() {
-                Err(e) if busy(&e) => std::thread::yield_now(),
+                Err(e) if busy(&e) => {
+                    tries += 1;
+                    if tries < 100 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(std::time::Duration::from_micros(100));
+                    }
+                }
                 _ => return,
             }
         }
