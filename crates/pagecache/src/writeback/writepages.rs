@@ -174,8 +174,16 @@ fn submit(inner: &Inner, run: Run, inflight: &mut usize, done: &Receiver<()>) {
         }
         inner.io.flush();
         if *inflight > 0 {
+            // Refill in batches, not one write per completion: each
+            // submission is a system call and a device notification.
+            let limit = inner.cfg.io_depth.min(wbt.depth());
+            let target = limit - (limit / 8).clamp(1, 32);
             let _ = done.recv();
             *inflight -= 1;
+            while *inflight > target {
+                let _ = done.recv();
+                *inflight -= 1;
+            }
             continue;
         }
         // Other passes' writes fill the depth: wait for one to complete.
