@@ -31,6 +31,8 @@ const GAUGES: &[&str] = &[
     "nr_inactive",
     "nr_active",
     "write_bandwidth",
+    // 1 where writeback goes through io_uring, 0 on blocking threads.
+    "io_uring",
     "alloc_stack_peak_bytes",
     // The mount's own: descriptors of source files open now.
     "mount_source_fds",

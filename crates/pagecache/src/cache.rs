@@ -169,6 +169,7 @@ impl Inner {
             inactive,
             active,
             write_bandwidth: self.bandwidth.bytes_per_sec(),
+            io_engine: self.io.engine(),
             events: self.counters.snapshot(),
         }
     }
@@ -298,7 +299,7 @@ impl PageCache {
             progress: WaitQueue::default(),
             kswapd: WaitQueue::default(),
             writeback: Writeback::default(),
-            io: IoPool::new(),
+            io: IoPool::new(cfg.io_depth, cfg.io_uring),
             wbt: Wbt::new(cfg.io_depth),
             bandwidth: Bandwidth::default(),
             closing: AtomicBool::new(false),
@@ -327,14 +328,7 @@ impl PageCache {
             Ok(())
         };
         let started = (|| {
-            for i in 0..inner.cfg.io_depth {
-                let rx = inner.io.receiver();
-                let inner2 = inner.clone();
-                spawn(
-                    format!("pc-io-{i}"),
-                    Box::new(move || writeback::io::worker(&inner2, rx)),
-                )?;
-            }
+            IoPool::start(&inner, spawn)?;
             for i in 0..inner.cfg.flushers {
                 let inner2 = inner.clone();
                 spawn(

@@ -88,6 +88,7 @@ pub use file::File;
 pub use guard::{PageReadGuard, PageWriteGuard};
 pub use open_options::OpenOptions;
 pub use stats::{thread_hits_misses, thread_stats, Events, Stats, ThreadStats};
+pub use writeback::io::IoEngine;
 
 // The README's Rust examples run as doc-tests, so they cannot go stale.
 #[cfg(doctest)]

@@ -37,6 +37,10 @@ impl Stats {
                 let b = self.write_bandwidth as f64;
                 b
             }),
+            (
+                "io_uring",
+                f64::from(u8::from(self.io_engine == crate::IoEngine::IoUring)),
+            ),
         ]
     }
 }

@@ -112,6 +112,9 @@ counters! {
     background_reclaim_writes,
     /// Write I/Os issued by writeback.
     writeback_ios,
+    /// Of those, I/Os submitted through `io_uring` (the rest went to blocking
+    /// I/O threads).
+    writeback_uring_ios,
     /// Bytes written by writeback.
     writeback_bytes,
     /// Pages written by writeback.
@@ -185,6 +188,9 @@ pub struct Stats {
     pub active: usize,
     /// Measured writeback bandwidth, bytes per second.
     pub write_bandwidth: u64,
+    /// How writeback I/O is issued: `io_uring` where the kernel allows it and
+    /// [`Config::io_uring`](crate::Config::`io_uring`) is on, else threads.
+    pub io_engine: crate::IoEngine,
     /// Event counts.
     pub events: Events,
 }
@@ -215,6 +221,10 @@ impl std::fmt::Display for Stats {
             ("nr_inactive", self.inactive as u64),
             ("nr_active", self.active as u64),
             ("write_bandwidth", self.write_bandwidth),
+            (
+                "io_uring",
+                u64::from(self.io_engine == crate::IoEngine::IoUring),
+            ),
         ];
         for (k, v) in rows.into_iter().chain(self.events.pairs()) {
             writeln!(f, "{k} {v}")?;

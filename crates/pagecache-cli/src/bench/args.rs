@@ -85,6 +85,10 @@ pub struct Args {
     /// Flusher threads (default: the library's).
     #[arg(long, value_name = "N")]
     pub flushers: Option<usize>,
+    /// Whether the library issues writeback through io_uring where the
+    /// kernel allows it: on or off (blocking I/O threads) (default on).
+    #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
+    pub io_uring: Option<bool>,
     /// Model a slower device under the library's files: a delay added to
     /// every read and write, like 100us (the kernel policy cannot be run
     /// with it).
@@ -354,6 +358,7 @@ impl Plan {
                 .map(|p| usize::try_from(p).unwrap_or(usize::MAX)),
             io_depth: a.io_depth,
             flushers: a.flushers,
+            io_uring: a.io_uring,
         };
         for &w in &workloads {
             Knobs::resolve(w, &overrides)?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::args::Workload;
 use super::knobs::Knobs;
 use super::report::RunResult;
-use super::store::{GaugeSource, KernelStore};
+use super::store::{GaugeSource, KernelDirtyLimits, KernelStore};
 use super::workloads::{self, FileSpec, Params};
 use crate::CliError;
 
@@ -190,6 +190,12 @@ pub fn run(
 ) -> Result<RunResult, CliError> {
     let limit = p.memory + CHILD_SLACK;
     let cgroup = Cgroup::create(limit);
+    // The library's dirty limits in bytes, so both sides run alike.
+    let pct = |r: u8| p.memory * u64::from(r) / 100;
+    let dirty = KernelDirtyLimits::set(
+        pct(p.knobs.dirty_ratio),
+        pct(p.knobs.dirty_background_ratio),
+    );
     let gauge = match &cgroup {
         Ok(c) => c.gauge(),
         Err(_) => GaugeSource::Meminfo,
@@ -310,6 +316,13 @@ pub fn run(
     }
     let v2 = matches!(&cgroup, Ok(c) if c.version == Version::V2) && limited.is_ok();
     r.knobs = Some(Knobs::kernel(v2));
+    r.notes.push(match &dirty {
+        Ok(d) => format!(
+            "kernel: vm.dirty_bytes {} and vm.dirty_background_bytes {} for the run (the library's dirty_ratio {}% and dirty_background_ratio {}% of the budget; global settings, restored afterwards)",
+            d.bytes.0, d.bytes.1, p.knobs.dirty_ratio, p.knobs.dirty_background_ratio
+        ),
+        Err(why) => format!("kernel: ran at the system's dirty limits, not the library's: {why}"),
+    });
     match limited.as_mut() {
         Ok(()) => {
             r.kernel_memory_limited = Some(true);

@@ -18,6 +18,7 @@ pub struct Overrides {
     pub page_size: Option<usize>,
     pub io_depth: Option<usize>,
     pub flushers: Option<usize>,
+    pub io_uring: Option<bool>,
 }
 
 /// The knobs of one run, recorded in its JSON.
@@ -34,6 +35,10 @@ pub struct Knobs {
     pub io_depth: Option<usize>,
     /// Flusher threads (`None`: not a knob of this policy).
     pub flushers: Option<usize>,
+    /// Whether writeback may use io_uring (`None`: not a knob of this
+    /// policy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub io_uring: Option<bool>,
     /// What the dirty ratios are a percentage of.
     pub dirty_limit_of: String,
     /// The kernel's `vm.dirty_bytes` / `vm.dirty_background_bytes` when set
@@ -81,6 +86,7 @@ impl Knobs {
             page_size: o.page_size.unwrap_or(d.get_page_size()),
             io_depth: Some(o.io_depth.unwrap_or(d.get_io_depth())),
             flushers: Some(o.flushers.unwrap_or(d.get_flushers())),
+            io_uring: Some(o.io_uring.unwrap_or(d.get_io_uring())),
             dirty_limit_of: "the cache's budget".into(),
             dirty_bytes: None,
             dirty_background_bytes: None,
@@ -131,6 +137,7 @@ impl Knobs {
             .page_size(self.page_size)
             .io_depth(self.io_depth.unwrap_or(d.get_io_depth()))
             .flushers(self.flushers.unwrap_or(d.get_flushers()))
+            .io_uring(self.io_uring.unwrap_or(d.get_io_uring()))
     }
 
     /// What the kernel ran under: `vm.dirty_*` from /proc/sys, a percentage
@@ -153,7 +160,10 @@ impl Knobs {
                 .unwrap_or(4096),
             io_depth: None,
             flushers: None,
-            dirty_limit_of: if cgroup_v2 {
+            io_uring: None,
+            dirty_limit_of: if nonzero(read("dirty_bytes")).is_some() {
+                "bytes (vm.dirty_bytes, machine-wide)".into()
+            } else if cgroup_v2 {
                 "the memory cgroup's memory (cgroup v2 writeback)".into()
             } else {
                 "the machine's dirtyable memory (no per-cgroup dirty limit)".into()

@@ -106,6 +106,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         work_scale: plan.work_scale,
         device_model: plan.device,
         method: method(),
+        io_engine: io_engine(plan.overrides.io_uring),
         runs,
     };
     write_report(&plan, &rep)?;
@@ -128,13 +129,23 @@ pub fn run(a: Args) -> Result<(), CliError> {
     Ok(())
 }
 
+/// How the library issues writeback I/O here: a small cache is asked.
+fn io_engine(uring: Option<bool>) -> String {
+    let cfg = pagecache::Config::new(1 << 20);
+    let uring = uring.unwrap_or(cfg.get_io_uring());
+    pagecache::PageCache::new(cfg.io_uring(uring))
+        .map(|c| c.stats().io_engine.to_string())
+        .unwrap_or_default()
+}
+
 /// How the numbers were taken, for the report.
 fn method() -> Vec<String> {
     vec![
         "Every run starts cold: its files are written with O_DIRECT just before it, so neither the kernel page cache nor the library holds them; `hit`, `readers-vs-writer` and `scan` then warm their hot set by reading it (twice for the last two) under every policy alike.".into(),
         "The library's policies read and write their files with O_DIRECT, so the budget is the only memory their pages live in. `kernel` runs the same workload code in a child process through buffered pread/pwrite, in a child memory cgroup limited to the budget plus 4 MiB for the child's own allocations.".into(),
         "`hit` alternates read_at, pin and memcpy phases in one-second rounds and times every 16th operation; other workloads time every operation. Kernel hits are told from misses with preadv2(RWF_NOWAIT).".into(),
-        "Kernel writeback figures are the block device's counters (machine-wide); throttle, direct reclaim writes and stack depth cannot be measured for the kernel and are shown as -.".into(),
+        "Kernel writeback bytes are its child process's own (`/proc/self/io` write_bytes less cancelled_write_bytes); its write I/O count is the block device's (machine-wide) scaled to that process's share of the bytes the device wrote, so its average I/O size is the device's over the run. Throttle, direct reclaim writes and stack depth cannot be measured for the kernel and are shown as -.".into(),
+        "Dirty limits are alike on both sides: for its run the kernel gets vm.dirty_bytes and vm.dirty_background_bytes equal to the library's dirty_ratio and dirty_background_ratio of the budget (the `dirty` columns show each side's limit in bytes; the sysctls are machine-wide and restored after the run). Without root the kernel runs at the system's limits, and its row's `dirty` says so.".into(),
         "Writes: threads own disjoint blocks and track each block's version; every read is checked against the version expected, and after the run the files are synced and a sample of blocks read back whole.".into(),
         "Fixed-work workloads (the 2010 debate) do a set amount of work (`small-memcg` scaled by --work-scale) and report the time it took; their readers run until it is done. Allocation stall is the library's `alloc_stall_ns`: time allocating threads spent past the allocator's fast path. Writes by size are what the library's backends received (the kernel's per-I/O sizes are not visible; its row gives the block device's count and average).".into(),
         "`legacy` is 2010's reclaim (an allocating thread writes the dirty page it meets, one page, synchronously) paired with today's I/O-less dirty throttle: it is not a 2010 kernel.".into(),

@@ -12,7 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, IoSliceMut};
 use std::ops::Deref;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +26,9 @@ use super::Backend;
 /// Alignment assumed where the kernel does not say (before Linux 6.1): the
 /// largest logical block size in use, so it is right for 512 too.
 const DEFAULT_ALIGN: usize = 4096;
+
+/// Most buffers one `pwritev` takes (Linux's `UIO_MAXIOV`).
+pub(crate) const IOV_MAX: usize = 1024;
 
 /// File systems whose files live in the kernel's page cache whatever the
 /// open flags: no descriptor can keep their pages out of kernel memory.
@@ -293,6 +296,14 @@ impl Backend for FileBackend {
             self.buffered_writes.store(true, Ordering::Relaxed);
         }
         Ok(rustix::io::pwritev(&self.buffered, bufs, offset)?)
+    }
+
+    /// The `O_DIRECT` descriptor, for writes it takes whole: anything else
+    /// (unaligned, past `IOV_MAX` buffers) goes through `write_vectored_at`.
+    fn async_write_fd(&self, bufs: &[IoSlice<'_>], offset: u64) -> Option<BorrowedFd<'_>> {
+        let d = self.direct()?;
+        (bufs.len() <= IOV_MAX && d.aligned_prefix(bufs, offset) == bufs.len())
+            .then(|| d.file.as_fd())
     }
 
     /// `fdatasync`; then, if buffered writes went beside `O_DIRECT`, drops

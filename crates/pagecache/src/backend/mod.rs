@@ -5,6 +5,7 @@
 //! `legacy` policy only — from direct reclaim.
 
 use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::BorrowedFd;
 
 mod fault;
 mod file;
@@ -62,6 +63,24 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether the backend is empty.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
+    }
+    /// The descriptor through which the cache may make this write itself,
+    /// asynchronously (`io_uring`), instead of calling
+    /// [`Backend::write_vectored_at`] from an I/O thread: `Some` promises
+    /// that a `pwritev(fd, bufs, offset)` has exactly the effect
+    /// `write_vectored_at(bufs, offset)` would have. The cache asks once per
+    /// write, just before submitting it, with the same buffers; the
+    /// descriptor must stay open while the backend lives. If the
+    /// asynchronous write fails with `EINVAL`/`EAGAIN` or comes up short, the
+    /// rest goes through `write_vectored_at`.
+    ///
+    /// The default, `None`, keeps every write on `write_vectored_at`, which
+    /// the cache runs on a pool of blocking I/O threads started on demand:
+    /// the way for backends that are not one file descriptor (or that want
+    /// to see each write, as fault injection does).
+    fn async_write_fd(&self, bufs: &[IoSlice<'_>], offset: u64) -> Option<BorrowedFd<'_>> {
+        let _ = (bufs, offset);
+        None
     }
     /// Whether this backend asked to bypass the kernel's page cache
     /// (`O_DIRECT`) and was refused by the file system, so the kernel holds

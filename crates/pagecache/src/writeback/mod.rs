@@ -3,14 +3,15 @@
 //! Flusher threads ([`flusher`]) pick mappings off a queue (reason: reclaim)
 //! or walk dirty mappings (background threshold, `dirty_expire`); `sync`
 //! runs the same [`writepages`] in the caller's thread for its own file.
-//! Writes go to a pool of `io_depth` I/O threads ([`io`]), so several are in
-//! flight at once. A completed write leaves its page UNSTABLE until a
+//! Writes go to one `io_uring`, or to blocking I/O threads where it cannot
+//! take them ([`io`]), so up to `io_depth` are in flight at once. A completed write leaves its page UNSTABLE until a
 //! backend sync ([`commit`]) makes it durable; the commit frees
 //! reclaim-flagged frames at once and wakes throttled threads.
 
 pub(crate) mod commit;
 pub(crate) mod flusher;
 pub(crate) mod io;
+pub(crate) mod uring;
 pub(crate) mod wbt;
 mod writepages;
 

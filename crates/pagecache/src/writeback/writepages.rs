@@ -134,6 +134,7 @@ fn write_indexes(
                 let full = std::mem::replace(&mut run, Run::new(m.clone(), done_tx.clone()));
                 submit(inner, full, &mut inflight, &done_rx);
             }
+            inner.io.flush();
             started = start_writeback(inner, m, id, index, true);
         }
         arena.unpin(id);
@@ -154,6 +155,7 @@ fn write_indexes(
     if !run.frames.is_empty() {
         submit(inner, run, &mut inflight, &done_rx);
     }
+    inner.io.flush();
     while inflight > 0 {
         let _ = done_rx.recv();
         inflight -= 1;
@@ -170,9 +172,18 @@ fn submit(inner: &Inner, run: Run, inflight: &mut usize, done: &Receiver<()>) {
         if *inflight < inner.cfg.io_depth && wbt.pending.load(Ordering::Acquire) < wbt.depth() {
             break;
         }
+        inner.io.flush();
         if *inflight > 0 {
+            // Refill in batches, not one write per completion: each
+            // submission is a system call and a device notification.
+            let limit = inner.cfg.io_depth.min(wbt.depth());
+            let target = limit - (limit / 8).clamp(1, 32);
             let _ = done.recv();
             *inflight -= 1;
+            while *inflight > target {
+                let _ = done.recv();
+                *inflight -= 1;
+            }
             continue;
         }
         // Other passes' writes fill the depth: wait for one to complete.
@@ -229,11 +240,33 @@ fn start_writeback(inner: &Inner, m: &Mapping, id: FrameId, index: u64, sync: bo
 
 /// Writes one run's pages and completes their writeback; returns success.
 pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
+    let w = begin_write(inner, run);
+    let result = if w.len == 0 {
+        Ok(())
+    } else {
+        write_blocking(run, &w.slices, w.offset)
+    };
+    let (len, failures_at_issue) = (w.len, w.failures_at_issue);
+    drop(w);
+    end_write(inner, run, &result, len, failures_at_issue)
+}
+
+/// A run's write, ready to issue: its bytes, clipped to the file size.
+pub(crate) struct RunWrite<'a> {
+    pub(crate) offset: u64,
+    pub(crate) len: usize,
+    pub(crate) slices: Vec<&'a [u8]>,
+    /// A sync failing while this write is in flight may drop it: noted
+    /// before the write is issued, checked when it completes
+    /// (writeback/commit.rs).
+    pub(crate) failures_at_issue: u64,
+}
+
+/// The bytes of `run`'s pages to write.
+pub(crate) fn begin_write<'a>(inner: &'a Inner, run: &Run) -> RunWrite<'a> {
     let ps = inner.page_size() as u64;
     let m = &run.mapping;
     let offset = run.first * ps;
-    // A sync failing while this write is in flight may drop it: noted before
-    // the write is issued, checked when it completes (writeback/commit.rs).
     let failures_at_issue = m.sync_failures.load(Ordering::Acquire);
     // Clip to the file size: the tail of the last page past EOF is not data.
     let size = m.size();
@@ -245,23 +278,40 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
             break;
         }
         // SAFETY: the frame is under writeback started by this run, so no
-        // writer modifies it until its writeback ends below.
+        // writer modifies it until its writeback ends in `end_write`.
         let page = unsafe { inner.arena.page(id) };
         let n = left.min(page.len());
         slices.push(&page[..n]);
         left -= n;
     }
-    let result = if len == 0 {
-        Ok(())
-    } else {
-        // A backend that panics is a failed write, not a run whose pages stay
-        // under writeback forever (and whose waiters never wake).
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            write_all_vectored(m.backend.as_ref(), &slices, offset)
-        }))
-        .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked")))
-    };
-    drop(slices);
+    RunWrite {
+        offset,
+        len,
+        slices,
+        failures_at_issue,
+    }
+}
+
+/// Writes `slices` at `offset` through the backend's blocking call.
+pub(crate) fn write_blocking(run: &Run, slices: &[&[u8]], offset: u64) -> std::io::Result<()> {
+    // A backend that panics is a failed write, not a run whose pages stay
+    // under writeback forever (and whose waiters never wake).
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        write_all_vectored(run.mapping.backend.as_ref(), slices, offset)
+    }))
+    .unwrap_or_else(|_| Err(std::io::Error::other("the backend panicked")))
+}
+
+/// Ends writeback of `run`'s pages after its write of `len` bytes finished
+/// with `result`; returns success.
+pub(crate) fn end_write(
+    inner: &Inner,
+    run: &Run,
+    result: &std::io::Result<()>,
+    len: usize,
+    failures_at_issue: u64,
+) -> bool {
+    let m = &run.mapping;
     let pages: Vec<(u64, FrameId)> = run
         .frames
         .iter()
@@ -269,7 +319,7 @@ pub(crate) fn write_run(inner: &Inner, run: &Run) -> bool {
         .map(|(i, &id)| (run.first + i as u64, id))
         .collect();
     let ok = result.is_ok();
-    if let Err(e) = &result {
+    if let Err(e) = result {
         inc(&inner.counters.writeback_errors);
         crate::trace::slow!(warn, path = ?m.path, first = run.first, pages = run.frames.len(), error = %e, "writeback failed; the pages stay dirty");
         record_failure(inner, m, e.raw_os_error().unwrap_or(super::libc_eio()));

@@ -185,6 +185,9 @@ pub struct Report {
     pub device_model: Option<DeviceModel>,
     /// How the numbers were taken.
     pub method: Vec<String>,
+    /// How the library issued writeback I/O (`io_uring` or `threads`).
+    #[serde(default)]
+    pub io_engine: String,
     pub runs: Vec<RunResult>,
 }
 
@@ -267,6 +270,9 @@ pub fn machine_line(rep: &Report) -> String {
         }
     );
     let _ = write!(line, "; fixed work ×{}", rep.work_scale);
+    if !rep.io_engine.is_empty() {
+        let _ = write!(line, "; library writeback I/O: {}", rep.io_engine);
+    }
     if let Some(d) = rep.device_model {
         let _ = write!(
             line,

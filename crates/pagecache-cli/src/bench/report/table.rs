@@ -13,10 +13,7 @@ const FIXED_COLUMNS: &[(&str, &str)] = &[
         "policy",
         "offload/legacy/no-throttle: the library; kernel: buffered pread/pwrite",
     ),
-    (
-        "dirty",
-        "dirty ratio / background ratio in force (kernel: vm.dirty_*)",
-    ),
+    DIRTY_COLUMN,
     ("elapsed", "time the fixed work took"),
     ("done", "the work finished within the time cap"),
     ("work/s", "the fixed work's operations per second (writers')"),
@@ -46,6 +43,27 @@ const FIXED_COLUMNS: &[(&str, &str)] = &[
     ("ok", "data read back matched what was written"),
 ];
 
+const DIRTY_COLUMN: (&str, &str) = (
+    "dirty",
+    "dirty limit / background threshold in force, in bytes (library: its ratios of the budget; kernel: vm.dirty_bytes / vm.dirty_background_bytes, else its ratios, %)",
+);
+
+/// The run's dirty limits: bytes where they are known, else ratios.
+fn dirty(r: &RunResult) -> String {
+    opt(r.knobs.as_ref(), |k| {
+        match (k.dirty_bytes, k.dirty_background_bytes) {
+            (Some(d), Some(b)) => format!("{}/{}", bytes(d as f64), bytes(b as f64)),
+            _ if r.policy == "kernel" => {
+                format!("{}%/{}%", k.dirty_ratio, k.dirty_background_ratio)
+            }
+            _ => {
+                let of = |p: u8| bytes((r.memory_bytes * u64::from(p) / 100) as f64);
+                format!("{}/{}", of(k.dirty_ratio), of(k.dirty_background_ratio))
+            }
+        }
+    })
+}
+
 fn yes(b: bool) -> String {
     if b { "yes" } else { "NO" }.into()
 }
@@ -67,9 +85,7 @@ fn cells_fixed(r: &RunResult) -> Vec<String> {
     vec![
         r.workload.clone(),
         policy(r),
-        opt(r.knobs.as_ref(), |k| {
-            format!("{}/{}", k.dirty_ratio, k.dirty_background_ratio)
-        }),
+        dirty(r),
         format!("{:.2}s", r.elapsed_secs),
         yes(r.completed),
         si(work),
@@ -99,6 +115,7 @@ const COLUMNS: &[(&str, &str)] = &[
         "policy",
         "offload/legacy/no-throttle: the library; kernel: buffered pread/pwrite",
     ),
+    DIRTY_COLUMN,
     ("ops/s", "operations per second, all threads"),
     ("p50", "median latency of one operation"),
     ("p99", "99th percentile latency"),
@@ -137,6 +154,7 @@ fn cells_timed(r: &RunResult) -> Vec<String> {
     vec![
         r.workload.clone(),
         policy(r),
+        dirty(r),
         si(r.ops_per_sec),
         ns(r.latency_ns.p50),
         ns(r.latency_ns.p99),

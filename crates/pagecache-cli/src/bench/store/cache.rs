@@ -113,6 +113,7 @@ impl Store for CacheStore {
             direct_reclaim_writes: Some(e.direct_reclaim_writes),
             writeback_ios: e.writeback_ios,
             writeback_bytes: e.writeback_bytes,
+            device_write_bytes: None,
             writeback_active_ns: e.writeback_active_ns,
             throttle_events: Some(e.reclaim_throttle_events + e.dirty_throttle_events),
             throttle_ns: Some(e.reclaim_throttle_ns + e.dirty_throttle_ns),

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -153,6 +153,23 @@ impl Backend for DirectBackend {
             Some(f) if all_aligned => Ok(rustix::io::pwritev(f.as_fd(), bufs, offset)?),
             _ => Ok(rustix::io::pwritev(self.buffered.as_fd(), bufs, offset)?),
         }
+    }
+
+    /// The `O_DIRECT` descriptor for aligned writes, unless a device model
+    /// must pace each write: the cache then submits them itself.
+    fn async_write_fd(&self, bufs: &[IoSlice<'_>], offset: u64) -> Option<BorrowedFd<'_>> {
+        let f = self
+            .direct
+            .as_ref()
+            .filter(|_| self.shared.device.is_none())?;
+        let ok = bufs.len() <= 1024
+            && offset % 4096 == 0
+            && bufs.iter().all(|b| aligned(b.as_ptr(), b.len(), 0));
+        if !ok {
+            return None;
+        }
+        self.shared.sizes.record(bufs.iter().map(|b| b.len()).sum());
+        Some(f.as_fd())
     }
 
     fn sync(&self) -> io::Result<()> {

@@ -1,6 +1,7 @@
 //! The kernel page cache: plain buffered pread/pwrite, with its dirty and
-//! writeback gauges read from the memory cgroup (or the whole machine) and its
-//! writeback figures from the block device's counters.
+//! writeback gauges read from the memory cgroup (or the whole machine), the
+//! bytes its writeback wrote from its own `/proc/self/io`, and the I/O
+//! count and busy time from the block device's counters.
 
 use std::fs::File;
 use std::io;
@@ -164,14 +165,17 @@ impl Store for KernelStore {
             })
             .unwrap_or_default();
         let at = |i: usize| dev.get(i).copied().unwrap_or(0);
+        let (own_bytes, dev_bytes) = (own_write_bytes(), at(6) * 512);
         Snapshot {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             direct_reclaim_writes: None,
-            // The block device's counters: write I/Os, sectors written, and
-            // the time the device was busy (reads included), machine-wide.
+            // The device's write I/Os and busy time (reads included) are
+            // machine-wide; the bytes are this process's own. The I/O
+            // count is turned into this process's share in `since`.
             writeback_ios: at(4),
-            writeback_bytes: at(6) * 512,
+            writeback_bytes: own_bytes.unwrap_or(dev_bytes),
+            device_write_bytes: Some(dev_bytes),
             writeback_active_ns: at(9) * 1_000_000,
             throttle_events: None,
             throttle_ns: None,
@@ -193,4 +197,17 @@ fn device_stat_path(dir: &Path) -> Option<PathBuf> {
     let (maj, min) = (libc::major(dev), libc::minor(dev));
     let p = PathBuf::from(format!("/sys/dev/block/{maj}:{min}/stat"));
     p.exists().then_some(p)
+}
+
+/// Bytes this process sent to storage: `write_bytes` of `/proc/self/io`
+/// (counted when a page is dirtied, so a rewrite of a page still dirty is
+/// not counted again) less `cancelled_write_bytes` (dirty pages truncated
+/// before their writeback). Its writeback, not the machine's.
+fn own_write_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/io").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+    };
+    Some(field("write_bytes:")?.saturating_sub(field("cancelled_write_bytes:").unwrap_or(0)))
 }

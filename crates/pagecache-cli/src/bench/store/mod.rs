@@ -5,6 +5,7 @@
 mod cache;
 mod direct;
 mod kernel;
+mod kernel_dirty;
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -15,6 +16,7 @@ pub use cache::CacheStore;
 pub use direct::DeviceModel;
 use direct::SIZE_CLASSES;
 pub use kernel::{GaugeSource, KernelStore};
+pub use kernel_dirty::KernelDirtyLimits;
 
 use crate::CliError;
 
@@ -44,6 +46,10 @@ pub struct Snapshot {
     pub direct_reclaim_writes: Option<u64>,
     pub writeback_ios: u64,
     pub writeback_bytes: u64,
+    /// The block device's bytes written, machine-wide, where
+    /// `writeback_bytes` is one process's share of them (the kernel):
+    /// `since` then scales the device's I/O count to that share.
+    pub device_write_bytes: Option<u64>,
     pub writeback_active_ns: u64,
     pub throttle_events: Option<u64>,
     pub throttle_ns: Option<u64>,
@@ -66,8 +72,9 @@ impl Snapshot {
             hits: self.hits.saturating_sub(e.hits),
             misses: self.misses.saturating_sub(e.misses),
             direct_reclaim_writes: d(self.direct_reclaim_writes, e.direct_reclaim_writes),
-            writeback_ios: self.writeback_ios.saturating_sub(e.writeback_ios),
+            writeback_ios: own_ios(self, e),
             writeback_bytes: self.writeback_bytes.saturating_sub(e.writeback_bytes),
+            device_write_bytes: d(self.device_write_bytes, e.device_write_bytes),
             writeback_active_ns: self
                 .writeback_active_ns
                 .saturating_sub(e.writeback_active_ns),
@@ -87,6 +94,21 @@ impl Snapshot {
                 std::array::from_fn(|i| a[i].saturating_sub(b[i]))
             }),
         }
+    }
+}
+
+/// Write I/Os between `e` and `s`: all of them, or, where they are the
+/// device's (machine-wide) and the bytes one process's, that process's share
+/// at the device's average I/O size over the interval.
+fn own_ios(s: &Snapshot, e: &Snapshot) -> u64 {
+    let ios = s.writeback_ios.saturating_sub(e.writeback_ios);
+    let bytes = s.writeback_bytes.saturating_sub(e.writeback_bytes);
+    match (s.device_write_bytes, e.device_write_bytes) {
+        (Some(a), Some(b)) if a > b => {
+            let share = (bytes as f64 / (a - b) as f64).min(1.0);
+            (ios as f64 * share).round() as u64
+        }
+        _ => ios,
     }
 }
 
