@@ -119,6 +119,12 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     // must not churn the active list.
     let stuck = scan.freed == 0 && scan.dirty + scan.writeback == 0 && activate.is_empty();
     inner.lru.balance(arena, nr, stuck);
+    if stuck && scan.pinned == 0 {
+        // The inactive list is empty because all of it is parked for I/O:
+        // that I/O is what to wait for (balance did not demote the hot set
+        // for it), so say so rather than report an idle scan.
+        scan.writeback += inner.lru.parked();
+    }
     let (scanned, freed) = match who {
         Reclaimer::Direct => (
             &inner.counters.pgscan_direct,
