@@ -15,6 +15,8 @@ use super::{writepages, writepages_around, Reason};
 /// Pages one background pass writes from a mapping before moving on, so a
 /// huge file does not starve the others.
 const CHUNK: usize = 4096;
+/// `max_io` windows written while a commit runs.
+const WRITE_AHEAD_WINDOWS: usize = 4;
 /// A mapping whose writeback just failed is retried after this long.
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -120,10 +122,40 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
         writepages(inner, m, false, nr, 0..u64::MAX)
     };
     if should_commit(inner, m, reason) {
-        n += commit_counted(inner, m);
+        n += commit_writing_on(inner, m);
     }
     m.flushing.store(false, Ordering::Release);
     n
+}
+
+/// Commits `m`, and meanwhile, if dirty memory is over the background
+/// threshold, writes the next of its dirty pages. A commit is a device
+/// cache flush (for a growing file, a journal commit too): done alone, it
+/// leaves the device idle while every writer waits for the frames it
+/// frees, so a small budget got a third of the device's bandwidth. The
+/// pages written meanwhile are not covered by this commit (it covers
+/// writes that completed before it started) but by the next one.
+fn commit_writing_on(inner: &Inner, m: &Arc<Mapping>) -> usize {
+    let ahead = ((inner.cfg.max_io / inner.page_size()).max(1) * WRITE_AHEAD_WINDOWS)
+        .min(inner.arena.len() / 4)
+        .max(1);
+    if m.nr_dirty() == 0 || nr_dirty(inner) <= levels(inner).background {
+        return commit_counted(inner, m);
+    }
+    std::thread::scope(|s| {
+        let committer = std::thread::Builder::new()
+            .name("pagecache-commit".into())
+            .spawn_scoped(s, || commit_counted(inner, m));
+        match committer {
+            Ok(c) => {
+                let written = writepages(inner, m, false, ahead, 0..u64::MAX);
+                // A panicking backend sync is caught inside the commit.
+                written + c.join().unwrap_or(0)
+            }
+            // No thread to spare: commit alone, as before.
+            Err(_) => commit_counted(inner, m),
+        }
+    })
 }
 
 /// Dirty mappings, the longest-dirty first; then mappings with only
