@@ -9,7 +9,8 @@
 //! at the setpoint halfway to `limit`, 0 at `limit`, cubic in between. That
 //! gives many short pauses that grow smoothly with the excess. At `limit` the
 //! dirtier waits for writeback progress. Threads that dirty nothing never get
-//! here, so readers are never paced (invariant 4).
+//! here, so readers are never paced (invariant 4). A `dirty_ratio` of 100
+//! turns the throttle off: only the background threshold remains.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,6 +187,14 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     // threshold starts writeback, not only the one after it.
     if dirty.saturating_add(pages as usize) > l.background {
         inner.writeback.kick_background();
+    }
+    // A limit of the whole budget is no limit (a memory cgroup of 2012 had
+    // none of its own): dirty memory is bounded by the budget alone, and
+    // what makes a dirtier wait when all of it is dirty is reclaim, with
+    // its policy's throttle or failure. Waiting here instead would be the
+    // reclaim throttle under another name, also for `no-throttle`.
+    if inner.cfg.dirty_ratio >= 100 {
+        return Ok(());
     }
     dirty = dirty_for(inner, m, &l, dirty);
     if dirty <= l.freerun {
