@@ -55,8 +55,8 @@ pub struct Args {
     /// (default: the system temp dir). They are removed afterwards.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Fraction of the default amount of work the `small-memcg` workload
-    /// does (default 1; 0.25 in the quick suite).
+    /// Fraction of the default amount of work the `small-memcg` and
+    /// `fsmark` workloads do (default 1; 0.25 in the quick suite).
     #[arg(long, value_name = "X")]
     pub work_scale: Option<f64>,
     /// Dirty limit, percent of the budget (default: the workload's).
