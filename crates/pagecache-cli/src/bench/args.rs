@@ -94,7 +94,7 @@ pub struct Args {
 pub enum Workload {
     /// A writer dirtying a file 4× the budget through page guards, with readers.
     MappedStream,
-    /// Threads writing many 10 MiB files, 3× the budget, no fsync.
+    /// Threads writing many 10 MiB files, 3× the budget per loop, no fsync.
     Fsmark,
     /// Zipfian read-modify-write of pages at 90% dirty, with readers.
     BufferPool,
