@@ -98,11 +98,16 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
     if reason == Reason::Commit {
         // No walk of the dirty pages: commits have their own lock, and a
         // flusher busy writing the file must not make this one skip it.
-        return if m.nr_unstable() == 0 {
-            0
-        } else {
-            commit_counted(inner, m)
-        };
+        // Only a flusher that has the file to itself writes on meanwhile.
+        if m.nr_unstable() == 0 {
+            return 0;
+        }
+        if m.flushing.swap(true, Ordering::AcqRel) {
+            return commit_counted(inner, m);
+        }
+        let n = commit_writing_on(inner, m);
+        m.flushing.store(false, Ordering::Release);
+        return n;
     }
     if m.flushing.swap(true, Ordering::AcqRel) {
         return 0;
