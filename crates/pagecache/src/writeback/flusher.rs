@@ -137,8 +137,8 @@ fn flush(inner: &Inner, m: &Arc<Mapping>, reason: Reason, nr: usize) -> usize {
 /// threshold and `m` is being written as a stream, writes its next full
 /// `max_io` windows. A commit is a device cache flush (for a growing file,
 /// a journal commit too): done alone, it leaves the device idle while every
-/// writer waits for the frames it frees, so a small budget got a third of
-/// the device's bandwidth. Scattered dirty pages are left alone: written
+/// writer waits for the frames it frees (an 8 MiB budget then got a third
+/// of the device's sequential bandwidth). Scattered dirty pages are left alone: written
 /// early they would only stop absorbing rewrites. The pages written
 /// meanwhile are not covered by this commit (it covers writes that
 /// completed before it started) but by the next one.
@@ -162,7 +162,7 @@ fn commit_writing_on(inner: &Inner, m: &Arc<Mapping>) -> usize {
                 // A panicking backend sync is caught inside the commit.
                 written + c.join().unwrap_or(0)
             }
-            // No thread to spare: commit alone, as before.
+            // No thread to spare: commit alone.
             Err(_) => commit_counted(inner, m),
         }
     })
