@@ -118,12 +118,12 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     // A scan that activated referenced pages made progress of its own and
     // must not churn the active list.
     let stuck = scan.freed == 0 && scan.dirty + scan.writeback == 0 && activate.is_empty();
-    inner.lru.balance(arena, nr, stuck);
+    let parked = inner.lru.balance(arena, nr, stuck);
     if stuck && scan.pinned == 0 {
         // The inactive list is empty because all of it is parked for I/O:
         // that I/O is what to wait for (balance did not demote the hot set
         // for it), so say so rather than report an idle scan.
-        scan.writeback += inner.lru.parked();
+        scan.writeback += parked;
     }
     let (scanned, freed) = match who {
         Reclaimer::Direct => (
