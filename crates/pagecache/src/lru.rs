@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
-use crate::frame::{Arena, FrameId, ACTIVE, REFERENCED, UNSTABLE, WRITEBACK};
+use crate::frame::{Arena, FrameId, ACTIVE, FREE, REFERENCED, UNSTABLE, WRITEBACK};
 
 /// The active list may hold this many times the inactive list's pages (the
 /// kernel's `inactive_ratio` at about 1 GiB). A larger ratio protects a
@@ -127,29 +127,21 @@ impl Lru {
     /// only clean pages may be on the active list — unless pages parked for
     /// I/O are still in flight: their completion frees frames, and waiting
     /// for it is cheaper than evicting the hot set.
-    ///
-    /// Returns the pages still parked for I/O when the inactive list is
-    /// empty even so: what the caller has to wait for.
-    pub(crate) fn balance(&self, arena: &Arena, n: usize, force: bool) -> usize {
+    pub(crate) fn balance(&self, arena: &Arena, n: usize, force: bool) {
         let mut l = self.lists.lock();
         // Parked pages stay while their write or commit is under way. Those
         // whose I/O is over but were not freed by it (in use meanwhile), and
         // dirty ones whose write has not started (the flushers may have been
-        // busy with the file), go back where reclaim sees them again. With
-        // nothing else to scan, all of them are looked at: returning `n` at
-        // a time left allocators waiting while finished pages sat behind
-        // pages still in flight.
-        let sweep = if force && l.inactive.is_empty() {
-            l.io.len()
-        } else {
-            n.min(l.io.len())
-        };
-        for _ in 0..sweep {
+        // busy with the file), go back where reclaim sees them again.
+        for _ in 0..n.min(l.io.len()) {
             let Some(e) = l.io.pop_front() else { break };
-            if is_stale(arena, e) {
+            let flags = arena.frame(e.0).flags();
+            // Freed when its I/O ended (the frame keeps its generation
+            // until reused): nothing left to scan.
+            if is_stale(arena, e) || flags & FREE != 0 {
                 continue;
             }
-            if arena.frame(e.0).flags() & (WRITEBACK | UNSTABLE) != 0 {
+            if flags & (WRITEBACK | UNSTABLE) != 0 {
                 l.io.push_back(e);
             } else {
                 l.inactive.push_front(e);
@@ -178,11 +170,11 @@ impl Lru {
             l.active.retain(|&e| !is_stale(arena, e));
             l.io.retain(|&e| !is_stale(arena, e));
         }
-        if l.inactive.is_empty() {
-            l.io.len()
-        } else {
-            0
-        }
+    }
+
+    /// Pages parked for I/O, stale entries included.
+    pub(crate) fn parked(&self) -> usize {
+        self.lists.lock().io.len()
     }
 
     /// (inactive, active) lengths, stale entries included; pages parked
