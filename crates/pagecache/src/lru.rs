@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
-use crate::frame::{Arena, FrameId, ACTIVE, REFERENCED, UNSTABLE, WRITEBACK};
+use crate::frame::{Arena, FrameId, ACTIVE, FREE, REFERENCED, UNSTABLE, WRITEBACK};
 
 /// The active list may hold this many times the inactive list's pages (the
 /// kernel's `inactive_ratio` at about 1 GiB). A larger ratio protects a
@@ -118,9 +118,15 @@ impl Lru {
 
     /// Keeps the active list within `ACTIVE_RATIO` × the inactive one: scans up to `n`
     /// active-tail entries, rotating referenced ones and demoting the rest.
+    /// Pages parked for I/O count as inactive: they are a stream's pages
+    /// waiting to be freed, and leaving them out made a fast writer look
+    /// like a small inactive list, so the hot set was demoted (and then
+    /// evicted) in their place.
     /// With `force`, demotes regardless of the ratio: for a scan that found
     /// nothing to free on the inactive list (all of it pinned, say), the
-    /// only clean pages may be on the active list.
+    /// only clean pages may be on the active list — unless pages parked for
+    /// I/O are still in flight: their completion frees frames, and waiting
+    /// for it is cheaper than evicting the hot set.
     pub(crate) fn balance(&self, arena: &Arena, n: usize, force: bool) {
         let mut l = self.lists.lock();
         // Parked pages stay while their write or commit is under way. Those
@@ -129,17 +135,21 @@ impl Lru {
         // busy with the file), go back where reclaim sees them again.
         for _ in 0..n.min(l.io.len()) {
             let Some(e) = l.io.pop_front() else { break };
-            if is_stale(arena, e) {
+            let flags = arena.frame(e.0).flags();
+            // Freed when its I/O ended (the frame keeps its generation
+            // until reused): nothing left to scan.
+            if is_stale(arena, e) || flags & FREE != 0 {
                 continue;
             }
-            if arena.frame(e.0).flags() & (WRITEBACK | UNSTABLE) != 0 {
+            if flags & (WRITEBACK | UNSTABLE) != 0 {
                 l.io.push_back(e);
             } else {
                 l.inactive.push_front(e);
             }
         }
+        let force = force && l.io.is_empty();
         for _ in 0..n {
-            if !force && l.active.len() <= l.inactive.len() * ACTIVE_RATIO {
+            if !force && l.active.len() <= (l.inactive.len() + l.io.len()) * ACTIVE_RATIO {
                 break;
             }
             let Some(e) = l.active.pop_back() else { break };
@@ -160,6 +170,11 @@ impl Lru {
             l.active.retain(|&e| !is_stale(arena, e));
             l.io.retain(|&e| !is_stale(arena, e));
         }
+    }
+
+    /// Pages parked for I/O, stale entries included.
+    pub(crate) fn parked(&self) -> usize {
+        self.lists.lock().io.len()
     }
 
     /// (inactive, active) lengths, stale entries included; pages parked

@@ -142,3 +142,40 @@ fn a_thread_holding_write_guards_past_the_limit_is_paced_not_stopped() {
     file.sync().unwrap();
     assert_eq!(cache.stats().dirty, 0);
 }
+
+#[test]
+fn a_dirty_limit_of_the_whole_budget_leaves_full_memory_to_reclaim() {
+    // With `dirty_ratio` 100 (a 2012 memory cgroup: no dirty limit of its
+    // own) a writer finding every frame dirty is not held at the dirty
+    // limit: it goes on to reclaim, which under `no-throttle` fails at once.
+    let frames = 32u64;
+    let cache = PageCache::new(
+        Config::new(frames as usize * PS)
+            .policy(pagecache::Policy::NoThrottle)
+            .dirty_ratio(100)
+            .dirty_background_ratio(99)
+            .background_reclaim(false),
+    )
+    .unwrap();
+    let probe = ProbeBackend::new();
+    let file = cache.open_backend(probe.clone()).unwrap();
+    probe.close_gate();
+    for i in 0..frames {
+        file.write_at(&page_bytes(PS, i, 1), i * PS as u64).unwrap();
+    }
+    let (result, gate_closed) = std::thread::scope(|s| {
+        // Only a writer held somewhere would see the gate open.
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            probe.open_gate();
+        });
+        let r = file.write_at(&page_bytes(PS, 2 * frames, 1), 2 * frames * PS as u64);
+        (r, *probe.calls.gate_closed.lock().unwrap())
+    });
+    assert!(
+        matches!(result, Err(pagecache::Error::NoCleanFrame)),
+        "{result:?}"
+    );
+    assert!(gate_closed, "the writer waited for writeback");
+    file.sync().unwrap();
+}

@@ -62,8 +62,8 @@ pub struct Args {
     /// (default: the system temp dir). They are removed afterwards.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Fraction of the default amount of work the `small-memcg` workload
-    /// does (default 1; 0.25 in the quick suite).
+    /// Fraction of the default amount of work the `small-memcg` and
+    /// `fsmark` workloads do (default 1; 0.25 in the quick suite).
     #[arg(long, value_name = "X")]
     pub work_scale: Option<f64>,
     /// Dirty limit, percent of the budget (default: the workload's).
@@ -105,7 +105,7 @@ pub struct Args {
 pub enum Workload {
     /// A writer dirtying a file 4× the budget through page guards, with readers.
     MappedStream,
-    /// Threads writing many 10 MiB files, 3× the budget, no fsync.
+    /// Threads writing many 10 MiB files, 3× the budget per loop, no fsync.
     Fsmark,
     /// Zipfian read-modify-write of pages at 90% dirty, with readers.
     BufferPool,

@@ -40,6 +40,7 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     let mut activate: Vec<Entry> = Vec::new();
     // Flagged for writeback or commit, parked until their I/O ends.
     let mut flagged: Vec<Entry> = Vec::new();
+    let mut met_free = false;
     for e in isolated {
         let (id, _) = e;
         if lru::is_stale(arena, e) {
@@ -48,6 +49,8 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         let f = arena.frame(id);
         let s = f.flags();
         if s & FREE != 0 {
+            // Freed since it was listed: the free list has it.
+            met_free = true;
             continue;
         }
         if s & ORPHAN != 0 {
@@ -117,8 +120,15 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
     // any, are on the active list, so demote regardless of the list ratio.
     // A scan that activated referenced pages made progress of its own and
     // must not churn the active list.
-    let stuck = scan.freed == 0 && scan.dirty + scan.writeback == 0 && activate.is_empty();
+    let stuck =
+        scan.freed == 0 && scan.dirty + scan.writeback == 0 && activate.is_empty() && !met_free;
     inner.lru.balance(arena, nr, stuck);
+    if stuck && scan.pinned == 0 {
+        // The inactive list is empty because all of it is parked for I/O:
+        // that I/O is what to wait for (balance did not demote the hot set
+        // for it), so say so rather than report an idle scan.
+        scan.writeback += inner.lru.parked();
+    }
     let (scanned, freed) = match who {
         Reclaimer::Direct => (
             &inner.counters.pgscan_direct,

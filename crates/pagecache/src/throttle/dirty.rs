@@ -9,7 +9,8 @@
 //! at the setpoint halfway to `limit`, 0 at `limit`, cubic in between. That
 //! gives many short pauses that grow smoothly with the excess. At `limit` the
 //! dirtier waits for writeback progress. Threads that dirty nothing never get
-//! here, so readers are never paced (invariant 4).
+//! here, so readers are never paced (invariant 4). A `dirty_ratio` of 100
+//! turns the throttle off: only the background threshold remains.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -154,6 +155,30 @@ fn dirty_for(inner: &Inner, m: &Mapping, l: &Levels, dirty: usize) -> usize {
     dirty.saturating_sub(stuck)
 }
 
+/// How long a dirtier owing `debt` pages sleeps at `dirty`, given writeback
+/// runs at `bw_pages` per second and it has already `waited` at the limit.
+/// Zero once `dirty` is back under `freerun`: a dirtier that waited at the
+/// limit while a commit brought the count down has paid, and sleeping on
+/// for its debt would leave the device idle while memory is free.
+pub(crate) fn pause_for(
+    l: &Levels,
+    dirty: usize,
+    debt: u64,
+    bw_pages: f64,
+    waited: Duration,
+) -> Duration {
+    if dirty <= l.freerun {
+        return Duration::ZERO;
+    }
+    let rate = bw_pages * pos_ratio(l, dirty);
+    let pause = if rate <= 0.0 {
+        MAX_PAUSE
+    } else {
+        Duration::from_secs_f64(debt as f64 / rate).min(MAX_PAUSE)
+    };
+    pause.saturating_sub(waited)
+}
+
 /// Called before a thread dirties `pages` pages of `m`.
 pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Result<()> {
     let l = levels(inner);
@@ -162,6 +187,14 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
     // threshold starts writeback, not only the one after it.
     if dirty.saturating_add(pages as usize) > l.background {
         inner.writeback.kick_background();
+    }
+    // A limit of the whole budget is no limit (a memory cgroup of 2012 had
+    // none of its own): dirty memory is bounded by the budget alone, and
+    // what makes a dirtier wait when all of it is dirty is reclaim, with
+    // its policy's throttle or failure. Waiting here instead would be the
+    // reclaim throttle under another name, also for `no-throttle`.
+    if inner.cfg.dirty_ratio >= 100 {
+        return Ok(());
     }
     dirty = dirty_for(inner, m, &l, dirty);
     if dirty <= l.freerun {
@@ -208,20 +241,22 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
         }
         dirty = dirty_for(inner, m, &l, nr_dirty(inner));
     }
-    let ratio = pos_ratio(&l, dirty);
     let bw_pages = (inner.bandwidth.bytes_per_sec() / inner.page_size() as u64).max(16) as f64;
-    let rate = bw_pages * ratio;
-    let pause = if rate <= 0.0 {
-        MAX_PAUSE
-    } else {
-        Duration::from_secs_f64(debt as f64 / rate).min(MAX_PAUSE)
-    };
-    if pause < MIN_PAUSE {
+    let pause = pause_for(&l, dirty, debt, bw_pages, start.elapsed());
+    if pause.is_zero() {
+        DEBT.with(|d| d.set(0));
+    } else if pause < MIN_PAUSE {
         DEBT.with(|d| d.set(debt));
     } else {
         DEBT.with(|d| d.set(0));
         std::thread::sleep(pause);
-        crate::trace::slow!(debug, ?pause, dirty, ratio, "dirtier paused");
+        crate::trace::slow!(
+            debug,
+            ?pause,
+            dirty,
+            ratio = pos_ratio(&l, dirty),
+            "dirtier paused"
+        );
         inc(&inner.counters.dirty_throttle_events);
         crate::stats::thread_update(inner.id, |t| t.dirty_throttle_events += 1);
     }
@@ -235,6 +270,23 @@ pub(crate) fn balance_dirty_pages(inner: &Inner, m: &Mapping, pages: u64) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_pause_below_freerun_and_waiting_counts_toward_the_debt() {
+        let l = Levels {
+            background: 2027,
+            freerun: 2037,
+            limit: 2048,
+        };
+        // A 1 MiB write's debt after a wait at the limit that a commit
+        // ended: the count is far below freerun again.
+        let none = pause_for(&l, 1024, 512, 16_384.0, Duration::from_micros(700));
+        assert_eq!(none, Duration::ZERO);
+        let full = pause_for(&l, 2042, 256, 16_384.0, Duration::ZERO);
+        assert!(full >= MIN_PAUSE, "{full:?}");
+        let part = pause_for(&l, 2042, 256, 16_384.0, Duration::from_millis(5));
+        assert_eq!(part, full.saturating_sub(Duration::from_millis(5)));
+    }
 
     #[test]
     fn pos_ratio_falls_from_two_to_zero() {

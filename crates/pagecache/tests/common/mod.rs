@@ -22,6 +22,12 @@ pub struct Calls {
     pub max_write: AtomicU64,
     /// Delay per write, in microseconds.
     pub write_delay_us: AtomicU64,
+    /// Delay per sync, in microseconds.
+    pub sync_delay_us: AtomicU64,
+    /// Syncs running now.
+    pub syncing: AtomicU64,
+    /// Writes issued while a sync was running.
+    pub writes_during_sync: AtomicU64,
     /// While true, writes block.
     pub gate_closed: Mutex<bool>,
     pub gate: Condvar,
@@ -45,6 +51,13 @@ impl ProbeBackend {
     pub fn with_delay(self, d: Duration) -> Self {
         self.calls
             .write_delay_us
+            .store(d.as_micros() as u64, Ordering::Relaxed);
+        self
+    }
+
+    pub fn with_sync_delay(self, d: Duration) -> Self {
+        self.calls
+            .sync_delay_us
             .store(d.as_micros() as u64, Ordering::Relaxed);
         self
     }
@@ -81,6 +94,9 @@ impl Backend for ProbeBackend {
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
         let c = &self.calls;
         c.writes.fetch_add(1, Ordering::Relaxed);
+        if c.syncing.load(Ordering::Acquire) > 0 {
+            c.writes_during_sync.fetch_add(1, Ordering::Relaxed);
+        }
         if pagecache::stack::in_allocation() {
             c.writes_in_allocation.fetch_add(1, Ordering::Relaxed);
         }
@@ -100,7 +116,15 @@ impl Backend for ProbeBackend {
     }
 
     fn sync(&self) -> io::Result<()> {
-        self.mem.sync()
+        let c = &self.calls;
+        c.syncing.fetch_add(1, Ordering::AcqRel);
+        let delay = c.sync_delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        let r = self.mem.sync();
+        c.syncing.fetch_sub(1, Ordering::AcqRel);
+        r
     }
 
     fn len(&self) -> io::Result<u64> {

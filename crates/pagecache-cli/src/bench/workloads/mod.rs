@@ -85,7 +85,7 @@ pub fn files(p: &Params) -> Vec<FileSpec> {
             spec("mapped", 9, 4 * f, false),
         ],
         Workload::Fsmark => {
-            let (files, blocks) = fsmark::layout(f, fsmark::threads(p));
+            let (files, blocks) = fsmark::layout(f, fsmark::threads(p), fsmark::loops(p));
             std::iter::once(spec("resident", 10, fsmark::resident_blocks(f), true))
                 .chain(
                     (0..files)
