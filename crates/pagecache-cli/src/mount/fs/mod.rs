@@ -12,6 +12,7 @@
 mod data;
 mod errno;
 mod meta;
+mod requests;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -36,6 +37,7 @@ use super::inode::{self, Data, Inodes, FUSE_ROOT_ID, STAT_INO, STAT_NAME};
 use super::pool::Pool;
 use super::source::{Fds, Source};
 use errno::{en, errno};
+use requests::Requests;
 
 /// How long the kernel may cache attributes and names. All changes go
 /// through this filesystem, so the kernel is told of them anyway.
@@ -91,6 +93,7 @@ type SetAside = Arc<Mutex<HashMap<inode::Key, (u64, Data)>>>;
 /// behind one lock.
 pub struct PassFs {
     inner: Mutex<Inner>,
+    requests: Arc<Requests>,
 }
 
 /// What [`PassFs`] guards.
@@ -109,6 +112,7 @@ struct Inner {
     failures: Arc<Mutex<Vec<String>>>,
     /// Whether new files can be given to their creator (running as root).
     as_root: bool,
+    requests: Arc<Requests>,
 }
 
 impl PassFs {
@@ -124,6 +128,7 @@ impl PassFs {
         failures: Arc<Mutex<Vec<String>>>,
     ) -> io::Result<Self> {
         let md = fs::metadata(&source)?;
+        let requests = Arc::new(Requests::default());
         let inner = Inner {
             fds: Fds::new(source.clone(), max_fds),
             source,
@@ -137,9 +142,11 @@ impl PassFs {
             pool: Pool::new(threads)?,
             failures,
             as_root: nix::unistd::geteuid().is_root(),
+            requests: requests.clone(),
         };
         Ok(PassFs {
             inner: Mutex::new(inner),
+            requests,
         })
     }
 
@@ -177,6 +184,7 @@ impl Inner {
             text.push('\n');
         }
         text.push_str(&format!("mount_source_fds {}\n", self.fds.open_count()));
+        self.requests.write_lines(&mut text);
         text.into_bytes()
     }
 
@@ -440,6 +448,10 @@ impl Filesystem for PassFs {
         reply: ReplyData,
     ) {
         let handle = self.lock().handles.get(&fh.0).cloned();
+        // Reads of the counters file would count themselves.
+        if let Some(Handle::File(_)) = handle {
+            self.requests.read(size as usize);
+        }
         data::read(handle, offset, size, reply)
     }
 
@@ -459,6 +471,7 @@ impl Filesystem for PassFs {
             Some(Handle::File(open)) => Some(open.clone()),
             _ => None,
         };
+        self.requests.write(buf.len());
         data::write(open, offset, buf, reply)
     }
 
