@@ -164,15 +164,15 @@ impl Inner {
             node.opens += 1;
         }
         let fh = self.new_fh();
-        self.handles.insert(
+        self.handles.write().insert(
             fh,
-            Handle::File(OpenFile {
+            Handle::File(Arc::new(OpenFile {
                 ino,
                 write,
                 append: flags & libc::O_APPEND != 0,
                 file: data.file.reopen(),
                 source: data.source,
-            }),
+            })),
         );
         Ok(fh)
     }
@@ -185,7 +185,9 @@ impl Inner {
             }
             let fh = self.new_fh();
             let text = self.stat_text();
-            self.handles.insert(fh, Handle::Stat(text));
+            self.handles
+                .write()
+                .insert(fh, Handle::Stat(Arc::new(text)));
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
         match self.open_handle(ino, flags) {
@@ -197,7 +199,7 @@ impl Inner {
     /// Syncs the file behind handle `fh`: each writeback error is reported
     /// to each open once, by the library's per-handle error cursor.
     pub(super) fn sync_file(&mut self, fh: u64, reply: ReplyEmpty) {
-        match self.handles.get(&fh) {
+        match self.handles.read().get(&fh) {
             None => reply.error(Errno::EBADF),
             Some(Handle::Stat(_)) => reply.ok(),
             Some(Handle::File(open)) => {
@@ -211,7 +213,8 @@ impl Inner {
     }
 
     pub(super) fn release_file(&mut self, fh: u64) {
-        if let Some(Handle::File(open)) = self.handles.remove(&fh) {
+        let removed = self.handles.write().remove(&fh);
+        if let Some(Handle::File(open)) = removed {
             let ino = open.ino;
             if let Some(node) = self.inodes.get_mut(ino) {
                 node.opens = node.opens.saturating_sub(1);
@@ -270,7 +273,7 @@ impl Inner {
         length: u64,
         mode: i32,
     ) -> Result<(), c_int> {
-        let Some(Handle::File(open)) = self.handles.get(&fh) else {
+        let Some(Handle::File(open)) = self.handles.read().get(&fh).cloned() else {
             return Err(libc::EBADF);
         };
         if !open.write {
@@ -350,7 +353,7 @@ pub(super) fn read(handle: Option<Handle>, offset: u64, size: u32, reply: ReplyD
 /// Serves a write on the thread that received it, straight from the
 /// request buffer. A writer the dirty throttle paces holds only this
 /// thread; the others go on serving.
-pub(super) fn write(open: Option<OpenFile>, offset: u64, buf: &[u8], reply: ReplyWrite) {
+pub(super) fn write(open: Option<Arc<OpenFile>>, offset: u64, buf: &[u8], reply: ReplyWrite) {
     let Some(open) = open.filter(|open| open.write) else {
         return reply.error(Errno::EBADF);
     };

@@ -31,7 +31,7 @@ use fuser::{
 };
 use libc::c_int;
 use pagecache::PageCache;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use super::inode::{self, Data, Inodes, FUSE_ROOT_ID, STAT_INO, STAT_NAME};
 use super::pool::Pool;
@@ -62,14 +62,18 @@ const OPEN_FLAGS: FopenFlags =
 #[derive(Clone)]
 enum Handle {
     /// The counters file, its content generated at open.
-    Stat(Vec<u8>),
+    Stat(Arc<Vec<u8>>),
     /// A regular file.
-    File(OpenFile),
+    File(Arc<OpenFile>),
 }
+
+/// Open files by handle number. Apart from the table, so that reads and
+/// writes never wait for a metadata request (an `O_TRUNC` open may wait
+/// for writeback) while they look up their file.
+type Handles = Arc<RwLock<HashMap<u64, Handle>>>;
 
 /// An open regular file: its own library handle, so each open sees each
 /// writeback error once at fsync.
-#[derive(Clone)]
 struct OpenFile {
     ino: u64,
     write: bool,
@@ -93,6 +97,7 @@ type SetAside = Arc<Mutex<HashMap<inode::Key, (u64, Data)>>>;
 /// behind one lock.
 pub struct PassFs {
     inner: Mutex<Inner>,
+    handles: Handles,
     requests: Arc<Requests>,
 }
 
@@ -102,7 +107,7 @@ struct Inner {
     cache: PageCache,
     fds: Arc<Fds>,
     inodes: Inodes,
-    handles: HashMap<u64, Handle>,
+    handles: Handles,
     dirs: HashMap<u64, Dir>,
     next_fh: u64,
     set_aside: SetAside,
@@ -129,12 +134,13 @@ impl PassFs {
     ) -> io::Result<Self> {
         let md = fs::metadata(&source)?;
         let requests = Arc::new(Requests::default());
+        let handles = Handles::default();
         let inner = Inner {
             fds: Fds::new(source.clone(), max_fds),
             source,
             cache,
             inodes: Inodes::new(inode::key_of(&md)),
-            handles: HashMap::new(),
+            handles: handles.clone(),
             dirs: HashMap::new(),
             next_fh: 1,
             set_aside: SetAside::default(),
@@ -146,6 +152,7 @@ impl PassFs {
         };
         Ok(PassFs {
             inner: Mutex::new(inner),
+            handles,
             requests,
         })
     }
@@ -447,7 +454,7 @@ impl Filesystem for PassFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let handle = self.lock().handles.get(&fh.0).cloned();
+        let handle = self.handles.read().get(&fh.0).cloned();
         // Reads of the counters file would count themselves.
         if let Some(Handle::File(_)) = handle {
             self.requests.read(size as usize);
@@ -467,7 +474,7 @@ impl Filesystem for PassFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let open = match self.lock().handles.get(&fh.0) {
+        let open = match self.handles.read().get(&fh.0) {
             Some(Handle::File(open)) => Some(open.clone()),
             _ => None,
         };
