@@ -1,8 +1,7 @@
-//! Worker threads for requests that may wait: data reads and writes (a
-//! writer paced by the dirty throttle, a read waiting for a frame), fsync,
-//! and writing back closed files. The FUSE session thread hands them over
-//! with their reply and goes on reading requests, so a slow request never
-//! holds up unrelated ones.
+//! Worker threads for work that may take seconds: fsync and writing back
+//! closed files. The thread that read the request hands it over with its
+//! reply and goes on reading requests, so a long sync never holds a
+//! serving thread.
 
 use std::sync::mpsc;
 use std::sync::Arc;

@@ -94,7 +94,8 @@ struct Dir {
 type SetAside = Arc<Mutex<HashMap<inode::Key, (u64, Data)>>>;
 
 /// The filesystem: the table and everything metadata requests change,
-/// behind one lock.
+/// behind one lock; beside it what reads and writes need, so they can run
+/// side by side.
 pub struct PassFs {
     inner: Mutex<Inner>,
     handles: Handles,
@@ -122,8 +123,8 @@ struct Inner {
 
 impl PassFs {
     /// A filesystem over `source` (a directory), caching through `cache`,
-    /// keeping at most `max_fds` source descriptors open, serving slow
-    /// requests on `threads` threads. The final write-back at unmount
+    /// keeping at most `max_fds` source descriptors open, running fsyncs
+    /// and write-backs of closed files on `threads` threads. The final write-back at unmount
     /// records each file it could not make durable in `failures`.
     pub fn new(
         source: PathBuf,
