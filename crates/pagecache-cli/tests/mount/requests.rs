@@ -23,7 +23,15 @@ fn a_one_mib_read_or_write_is_one_request() {
     if !available("a_one_mib_read_or_write_is_one_request", fuse_problem()) {
         return;
     }
-    let mut m = Mount::start(&["--memory", "64M"]);
+    // Served on the threads that read the requests, and (one thread: it
+    // must stay free to read) handed to the workers.
+    for threads in ["8", "1"] {
+        one_mib_requests(&["--memory", "64M", "--threads", threads]);
+    }
+}
+
+fn one_mib_requests(args: &[&str]) {
+    let mut m = Mount::start(args);
     let path = m.mnt.join("f");
     let delta = |name: &str, before: u64| counter(&m.mnt, name) - before;
 

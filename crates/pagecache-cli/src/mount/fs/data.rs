@@ -106,6 +106,8 @@ impl Inner {
             .lock()
             .insert(data.source.key, (token, data.clone()));
         let set_aside = self.set_aside.clone();
+        let backlog = self.backlog.clone();
+        backlog.start();
         self.pool.run(move || {
             let linked = data
                 .source
@@ -129,6 +131,7 @@ impl Inner {
                     data.source.display_path()
                 ),
             }
+            backlog.done();
         });
     }
 

@@ -4,11 +4,12 @@
 //! Several threads read requests from the kernel, each from its own
 //! cloned `/dev/fuse` descriptor, and answer them where they read them:
 //! metadata requests one at a time under the table's lock (they touch the
-//! inode table and SOURCE_DIR), reads and writes without it, side by side.
-//! An fsync and the write-back of a closed file, which may take seconds,
-//! run on a [`Pool`] and answer from there, so they never hold a reading
-//! thread.
+//! inode table and SOURCE_DIR), reads and writes without it, side by side,
+//! as long as that leaves one thread free to read; beyond that, and always
+//! for an fsync or the write-back of a closed file (which may take
+//! seconds), they run on a [`Pool`] and answer from there.
 
+mod backlog;
 mod data;
 mod errno;
 mod meta;
@@ -20,6 +21,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +38,7 @@ use parking_lot::{Mutex, RwLock};
 use super::inode::{self, Data, Inodes, FUSE_ROOT_ID, STAT_INO, STAT_NAME};
 use super::pool::Pool;
 use super::source::{Fds, Source};
+use backlog::Backlog;
 use errno::{en, errno};
 use requests::Requests;
 
@@ -100,6 +103,23 @@ pub struct PassFs {
     inner: Mutex<Inner>,
     handles: Handles,
     requests: Arc<Requests>,
+    pool: Arc<Pool>,
+    backlog: Arc<Backlog>,
+    /// Reads and writes being served on the threads that read them.
+    inline: AtomicUsize,
+    /// At most this many, so one serving thread is always free to read the
+    /// next request however many readers and writers the cache makes wait;
+    /// the rest go to the pool.
+    inline_max: usize,
+}
+
+/// A serving thread's turn at a read or write; given back when dropped.
+struct Inline<'a>(&'a AtomicUsize);
+
+impl Drop for Inline<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What [`PassFs`] guards.
@@ -113,7 +133,8 @@ struct Inner {
     next_fh: u64,
     set_aside: SetAside,
     next_token: u64,
-    pool: Pool,
+    pool: Arc<Pool>,
+    backlog: Arc<Backlog>,
     /// Files the final write-back could not make durable, with the error.
     failures: Arc<Mutex<Vec<String>>>,
     /// Whether new files can be given to their creator (running as root).
@@ -136,6 +157,9 @@ impl PassFs {
         let md = fs::metadata(&source)?;
         let requests = Arc::new(Requests::default());
         let handles = Handles::default();
+        let pool = Arc::new(Pool::new(threads)?);
+        // Pinned descriptors come on top of the `max_fds / 2` kept open.
+        let backlog = Arc::new(Backlog::new(max_fds / 4));
         let inner = Inner {
             fds: Fds::new(source.clone(), max_fds),
             source,
@@ -146,7 +170,8 @@ impl PassFs {
             next_fh: 1,
             set_aside: SetAside::default(),
             next_token: 1,
-            pool: Pool::new(threads)?,
+            pool: pool.clone(),
+            backlog: backlog.clone(),
             failures,
             as_root: nix::unistd::geteuid().is_root(),
             requests: requests.clone(),
@@ -155,7 +180,22 @@ impl PassFs {
             inner: Mutex::new(inner),
             handles,
             requests,
+            pool,
+            backlog,
+            inline: AtomicUsize::new(0),
+            inline_max: threads.saturating_sub(1),
         })
+    }
+
+    /// A turn at serving a read or write on this thread, if that leaves a
+    /// serving thread free.
+    fn inline(&self) -> Option<Inline<'_>> {
+        if self.inline.fetch_add(1, Ordering::Relaxed) < self.inline_max {
+            Some(Inline(&self.inline))
+        } else {
+            self.inline.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
     }
 
     /// The table, for one request.
@@ -441,6 +481,7 @@ impl Filesystem for PassFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.backlog.wait_for_room();
         self.lock().open_file(ino.0, flags.0, reply)
     }
 
@@ -460,7 +501,12 @@ impl Filesystem for PassFs {
         if let Some(Handle::File(_)) = handle {
             self.requests.read(size as usize);
         }
-        data::read(handle, offset, size, reply)
+        match self.inline() {
+            Some(_turn) => data::read(handle, offset, size, reply),
+            None => self
+                .pool
+                .run(move || data::read(handle, offset, size, reply)),
+        }
     }
 
     fn write(
@@ -480,7 +526,15 @@ impl Filesystem for PassFs {
             _ => None,
         };
         self.requests.write(buf.len());
-        data::write(open, offset, buf, reply)
+        match self.inline() {
+            Some(_turn) => data::write(open, offset, buf, reply),
+            None => {
+                // The request buffer is reused for the next request.
+                let buf = buf.to_vec();
+                self.pool
+                    .run(move || data::write(open, offset, &buf, reply))
+            }
+        }
     }
 
     fn flush(
@@ -618,6 +672,7 @@ impl Filesystem for PassFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.backlog.wait_for_room();
         let mut fs = self.lock();
         let owner = fs.owner(req, parent.0);
         match fs.create_file(parent.0, name, mode & !umask & 0o7777, flags, owner) {
