@@ -6,13 +6,19 @@
 # Needs root (or a user allowed to mount FUSE), fio and python3. Knobs by
 # environment: SIZE (per file, default 1G), MEMORY (cache budget, default
 # 256M), RUNTIME (seconds per random job, default 10), JOBS (default 4),
-# BASE (where the temporary directories go, default /var/tmp).
+# ROUNDS (default 3), BASE (where the temporary directories go, default
+# /var/tmp).
+#
+# Each job runs ROUNDS times on the plain directory and on the mount,
+# alternating, and the table shows the medians: on a shared machine single
+# runs differ by up to 2x.
 set -euo pipefail
 BIN=${1:-target/release/pagecache}
 SIZE=${SIZE:-1G}
 MEMORY=${MEMORY:-256M}
 RUNTIME=${RUNTIME:-10}
 JOBS=${JOBS:-4}
+ROUNDS=${ROUNDS:-3}
 BASE=${BASE:-/var/tmp}
 
 work=$(mktemp -d "$BASE/bench-mount.XXXXXX")
@@ -48,11 +54,17 @@ run() { # dir name rw bs numjobs extra... -> MiB/s
     python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print("%.1f" % ((j["read"]["bw_bytes"]+j["write"]["bw_bytes"])/2**20))'
 }
 
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 printf '%-12s %12s %12s %7s\n' job "plain MiB/s" "mount MiB/s" ratio
 for j in "${jobs[@]}"; do
   # shellcheck disable=SC2086
   set -- $j
-  p=$(run "$plain" "$@")
-  m=$(run "$mnt" "$@")
+  ps=() ms=()
+  for _ in $(seq "$ROUNDS"); do
+    ps+=("$(run "$plain" "$@")")
+    ms+=("$(run "$mnt" "$@")")
+  done
+  p=$(median "${ps[@]}") m=$(median "${ms[@]}")
   printf '%-12s %12s %12s %7s\n' "$1" "$p" "$m" "$(python3 -c "print('%.2f' % ($m/$p))")"
 done

@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{FileAttr, FileType, FUSE_ROOT_ID};
+use fuser::{FileAttr, FileType, INodeNo};
+
+/// The kernel's number for the mount's root directory.
+pub const FUSE_ROOT_ID: u64 = INodeNo::ROOT.0;
 
 use super::source::Source;
 
@@ -292,7 +295,7 @@ fn time(secs: i64, nsecs: i64) -> SystemTime {
 pub fn attr(ino: u64, md: &fs::Metadata, size: Option<u64>) -> FileAttr {
     let size = size.unwrap_or(md.size());
     FileAttr {
-        ino,
+        ino: INodeNo(ino),
         size,
         blocks: md.blocks().max(size.div_ceil(512)),
         atime: time(md.atime(), md.atime_nsec()),
@@ -314,7 +317,7 @@ pub fn attr(ino: u64, md: &fs::Metadata, size: Option<u64>) -> FileAttr {
 pub fn stat_attr(len: u64) -> FileAttr {
     let now = SystemTime::now();
     FileAttr {
-        ino: STAT_INO,
+        ino: INodeNo(STAT_INO),
         size: len,
         blocks: len.div_ceil(512),
         atime: now,

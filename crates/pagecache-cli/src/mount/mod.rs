@@ -65,8 +65,9 @@ pub struct Args {
     /// Let users other than the one mounting access the mount.
     #[arg(long)]
     allow_other: bool,
-    /// Threads serving reads, writes and fsyncs (metadata requests are
-    /// answered by the thread reading requests).
+    /// Threads reading and answering requests, each from its own
+    /// /dev/fuse descriptor; as many again run fsyncs and write-backs of
+    /// closed files.
     #[arg(long, default_value_t = 8)]
     threads: usize,
     /// Directory whose files are served.
@@ -183,7 +184,13 @@ pub fn run(args: Args) -> Result<(), CliError> {
         failures.clone(),
     )
     .map_err(|e| CliError::io("reading", Some(source.clone()), e))?;
-    let mut session = session::start(filesystem, &source, &mountpoint, args.allow_other)?;
+    let session = session::start(
+        filesystem,
+        &source,
+        &mountpoint,
+        args.allow_other,
+        args.threads,
+    )?;
     eprintln!(
         "pagecache: {} mounted at {} ({} bytes of cache, policy {}); \
          SIGINT, SIGTERM or `umount {}` to unmount",
@@ -199,9 +206,9 @@ pub fn run(args: Args) -> Result<(), CliError> {
     let server = std::thread::Builder::new()
         .name("pc-fuse".into())
         .spawn(move || {
+            // Returns once every serving thread has seen the unmount and the
+            // filesystem's teardown has written back every cached file.
             let result = session.run();
-            // Dropping the session closes every cached file.
-            drop(session);
             done2.store(true, Ordering::Release);
             let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
             result

@@ -1,8 +1,7 @@
-//! Worker threads for requests that may wait: data reads and writes (a
-//! writer paced by the dirty throttle, a read waiting for a frame), fsync,
-//! and writing back closed files. The FUSE session thread hands them over
-//! with their reply and goes on reading requests, so a slow request never
-//! holds up unrelated ones.
+//! Worker threads for work that may take seconds: fsync and writing back
+//! closed files. The thread that read the request hands it over with its
+//! reply and goes on reading requests, so a long sync never holds a
+//! serving thread.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -14,8 +13,8 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// A fixed set of threads running jobs in submission order.
 pub struct Pool {
-    tx: Option<mpsc::Sender<Job>>,
-    threads: Vec<JoinHandle<()>>,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Pool {
@@ -23,9 +22,9 @@ impl Pool {
     pub fn new(n: usize) -> std::io::Result<Pool> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let mut pool = Pool {
-            tx: Some(tx),
-            threads: Vec::new(),
+        let pool = Pool {
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(Vec::new()),
         };
         for i in 0..n.max(1) {
             let rx = rx.clone();
@@ -39,7 +38,7 @@ impl Pool {
                     }
                 });
             match t {
-                Ok(t) => pool.threads.push(t),
+                Ok(t) => pool.threads.lock().push(t),
                 Err(e) => {
                     pool.join();
                     return Err(e);
@@ -51,20 +50,21 @@ impl Pool {
 
     /// Runs `job` on a worker; after [`Pool::join`], on the caller's thread.
     pub fn run(&self, job: impl FnOnce() + Send + 'static) {
-        match &self.tx {
-            Some(tx) => {
-                if let Err(mpsc::SendError(job)) = tx.send(Box::new(job)) {
-                    job();
-                }
-            }
-            None => job(),
+        let job: Job = Box::new(job);
+        let refused = match &*self.tx.lock() {
+            Some(tx) => tx.send(job).err().map(|mpsc::SendError(job)| job),
+            None => Some(job),
+        };
+        if let Some(job) = refused {
+            job();
         }
     }
 
     /// Waits for every submitted job and stops the threads.
-    pub fn join(&mut self) {
-        self.tx = None;
-        for t in self.threads.drain(..) {
+    pub fn join(&self) {
+        self.tx.lock().take();
+        let threads = std::mem::take(&mut *self.threads.lock());
+        for t in threads {
             let _ = t.join();
         }
     }
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn a_blocked_job_does_not_hold_up_the_others() {
-        let mut pool = Pool::new(2).unwrap();
+        let pool = Pool::new(2).unwrap();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         pool.run(move || {
             let _ = release_rx.recv();

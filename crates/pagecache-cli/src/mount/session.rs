@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use fuser::{MountOption, Session};
+use fuser::{Config, MountOption, Session, SessionACL};
 
 use super::fs::PassFs;
 use super::fusermount;
@@ -51,14 +51,17 @@ fn dev_fuse_refused() -> Option<std::io::Error> {
     }
 }
 
-/// Mounts `fs` (serving `source`) at `mountpoint`. As root with `mount(2)`;
-/// otherwise the `fuser` crate falls back to the fusermount3 helper when
-/// `mount(2)` is refused.
+/// Mounts `fs` (serving `source`) at `mountpoint`, to be served by
+/// `threads` threads, each reading requests from its own clone of the
+/// `/dev/fuse` descriptor (`FUSE_DEV_IOC_CLONE`), so none waits for
+/// another to hand it work. As root with `mount(2)`; otherwise the `fuser`
+/// crate falls back to the fusermount3 helper when `mount(2)` is refused.
 pub fn start(
     fs: PassFs,
     source: &Path,
     mountpoint: &Path,
     allow_other: bool,
+    threads: usize,
 ) -> Result<Session<PassFs>, CliError> {
     let root = nix::unistd::geteuid().is_root();
     if let Some(e) = dev_fuse_refused().filter(|_| !root) {
@@ -79,16 +82,21 @@ pub fn start(
             fusermount::HELPER
         )));
     }
-    let mut options = vec![
+    let mut config = Config::default();
+    config.mount_options = vec![
         MountOption::FSName(source.to_string_lossy().into_owned()),
+        // In the mount(2) data, so mountinfo shows `fuse.pagecache` (what
+        // `pagecache stat` looks for); fuser passes `Subtype` only to fusermount3.
         MountOption::CUSTOM("subtype=pagecache".into()),
         MountOption::DefaultPermissions,
         MountOption::RW,
     ];
     if allow_other {
-        options.push(MountOption::AllowOther);
+        config.acl = SessionACL::All;
     }
-    Session::new(fs, mountpoint, &options).map_err(|e| mount_error(mountpoint, e))
+    config.n_threads = Some(threads.max(1));
+    config.clone_fd = true;
+    Session::new(fs, mountpoint, &config).map_err(|e| mount_error(mountpoint, e))
 }
 
 /// Unmounts `mountpoint`, lazily if it is busy.

@@ -12,6 +12,7 @@ mod fio;
 mod latency;
 mod owner;
 mod postgres;
+mod requests;
 mod semantics;
 mod sqlite;
 mod unmount;

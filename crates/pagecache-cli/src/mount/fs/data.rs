@@ -7,12 +7,12 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use fuser::{ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite};
+use fuser::{Errno, FileHandle, FopenFlags, ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite};
 use libc::c_int;
 
-use super::errno::{cache_errno, errno};
+use super::errno::{cache_errno, en, errno};
 use super::meta::Owner;
-use super::{is_stat_name, Handle, OpenFile, PassFs, SetAside, OPEN_FLAGS, STAT_INO};
+use super::{is_stat_name, Handle, Inner, OpenFile, SetAside, OPEN_FLAGS, STAT_INO};
 use crate::mount::inode::{self, Data};
 use crate::mount::source::{Source, SourceBackend};
 
@@ -22,7 +22,7 @@ fn read_only_error(e: c_int) -> bool {
     matches!(e, libc::EACCES | libc::EROFS | libc::EPERM | libc::ETXTBSY)
 }
 
-impl PassFs {
+impl Inner {
     /// The cached data of regular file `ino`, put under the cache if it is
     /// not yet. `write`: the caller will write.
     pub(super) fn data(&mut self, ino: u64, write: bool) -> Result<Data, c_int> {
@@ -106,6 +106,8 @@ impl PassFs {
             .lock()
             .insert(data.source.key, (token, data.clone()));
         let set_aside = self.set_aside.clone();
+        let backlog = self.backlog.clone();
+        backlog.start();
         self.pool.run(move || {
             let linked = data
                 .source
@@ -129,6 +131,7 @@ impl PassFs {
                     data.source.display_path()
                 ),
             }
+            backlog.done();
         });
     }
 
@@ -164,15 +167,15 @@ impl PassFs {
             node.opens += 1;
         }
         let fh = self.new_fh();
-        self.handles.insert(
+        self.handles.write().insert(
             fh,
-            Handle::File(OpenFile {
+            Handle::File(Arc::new(OpenFile {
                 ino,
                 write,
                 append: flags & libc::O_APPEND != 0,
                 file: data.file.reopen(),
                 source: data.source,
-            }),
+            })),
         );
         Ok(fh)
     }
@@ -181,89 +184,40 @@ impl PassFs {
         if ino == STAT_INO {
             let acc = flags & libc::O_ACCMODE;
             if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-                return reply.error(libc::EACCES);
+                return reply.error(Errno::EACCES);
             }
             let fh = self.new_fh();
             let text = self.stat_text();
-            self.handles.insert(fh, Handle::Stat(text));
-            return reply.opened(fh, fuser::consts::FOPEN_DIRECT_IO);
+            self.handles
+                .write()
+                .insert(fh, Handle::Stat(Arc::new(text)));
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
         match self.open_handle(ino, flags) {
-            Ok(fh) => reply.opened(fh, OPEN_FLAGS),
-            Err(e) => reply.error(e),
+            Ok(fh) => reply.opened(FileHandle(fh), OPEN_FLAGS),
+            Err(e) => reply.error(en(e)),
         }
-    }
-
-    pub(super) fn read_file(&mut self, fh: u64, offset: i64, size: u32, reply: ReplyData) {
-        let Ok(offset) = u64::try_from(offset) else {
-            return reply.error(libc::EINVAL);
-        };
-        match self.handles.get(&fh) {
-            None => reply.error(libc::EBADF),
-            Some(Handle::Stat(text)) => {
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(text.len());
-                let end = start.saturating_add(size as usize).min(text.len());
-                reply.data(&text[start..end])
-            }
-            Some(Handle::File(open)) => {
-                let file = open.file.clone();
-                self.pool.run(move || {
-                    let mut buf = vec![0u8; size as usize];
-                    match file.read_at(&mut buf, offset) {
-                        Ok(n) => reply.data(&buf[..n]),
-                        Err(e) => reply.error(cache_errno(e)),
-                    }
-                });
-            }
-        }
-    }
-
-    pub(super) fn write_file(&mut self, fh: u64, offset: i64, buf: &[u8], reply: ReplyWrite) {
-        let Some(Handle::File(open)) = self.handles.get(&fh) else {
-            return reply.error(libc::EBADF);
-        };
-        if !open.write {
-            return reply.error(libc::EBADF);
-        }
-        let Ok(offset) = u64::try_from(offset) else {
-            return reply.error(libc::EINVAL);
-        };
-        let (file, source, append) = (open.file.clone(), open.source.clone(), open.append);
-        // The request buffer is reused for the next request at once.
-        let buf = buf.to_vec();
-        self.pool.run(move || {
-            // The kernel sends an append (or any write past the end) only
-            // when no other write of the file is in flight, so the end read
-            // here is where this append lands.
-            let offset = if append { file.len() } else { offset };
-            source.touch();
-            match file.write_at(&buf, offset) {
-                Ok(n) => reply.written(n as u32),
-                Err(e) => reply.error(cache_errno(e)),
-            }
-        });
     }
 
     /// Syncs the file behind handle `fh`: each writeback error is reported
     /// to each open once, by the library's per-handle error cursor.
     pub(super) fn sync_file(&mut self, fh: u64, reply: ReplyEmpty) {
-        match self.handles.get(&fh) {
-            None => reply.error(libc::EBADF),
+        match self.handles.read().get(&fh) {
+            None => reply.error(Errno::EBADF),
             Some(Handle::Stat(_)) => reply.ok(),
             Some(Handle::File(open)) => {
                 let file = open.file.clone();
                 self.pool.run(move || match file.sync() {
                     Ok(()) => reply.ok(),
-                    Err(e) => reply.error(cache_errno(e)),
+                    Err(e) => reply.error(en(cache_errno(e))),
                 });
             }
         }
     }
 
     pub(super) fn release_file(&mut self, fh: u64) {
-        if let Some(Handle::File(open)) = self.handles.remove(&fh) {
+        let removed = self.handles.write().remove(&fh);
+        if let Some(Handle::File(open)) = removed {
             let ino = open.ino;
             if let Some(node) = self.inodes.get_mut(ino) {
                 node.opens = node.opens.saturating_sub(1);
@@ -318,19 +272,16 @@ impl PassFs {
     pub(super) fn allocate(
         &mut self,
         fh: u64,
-        offset: i64,
-        length: i64,
+        offset: u64,
+        length: u64,
         mode: i32,
     ) -> Result<(), c_int> {
-        let Some(Handle::File(open)) = self.handles.get(&fh) else {
+        let Some(Handle::File(open)) = self.handles.read().get(&fh).cloned() else {
             return Err(libc::EBADF);
         };
         if !open.write {
             return Err(libc::EBADF);
         }
-        let (Ok(offset), Ok(length)) = (u64::try_from(offset), u64::try_from(length)) else {
-            return Err(libc::EINVAL);
-        };
         let end = offset.checked_add(length).ok_or(libc::EFBIG)?;
         match mode {
             // Reserve without changing the size: nothing visible to do.
@@ -377,5 +328,45 @@ fn forget_set_aside(set_aside: &SetAside, data: &Data, token: u64) {
     let mut map = set_aside.lock();
     if map.get(&data.source.key).is_some_and(|(t, _)| *t == token) {
         map.remove(&data.source.key);
+    }
+}
+
+/// Serves a read of `handle` on the thread that received it: a read waits
+/// at most for its own pages, and the table is not held meanwhile.
+pub(super) fn read(handle: Option<Handle>, offset: u64, size: u32, reply: ReplyData) {
+    match handle {
+        None => reply.error(Errno::EBADF),
+        Some(Handle::Stat(text)) => {
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(text.len());
+            let end = start.saturating_add(size as usize).min(text.len());
+            reply.data(&text[start..end])
+        }
+        Some(Handle::File(open)) => {
+            let mut buf = vec![0u8; size as usize];
+            match open.file.read_at(&mut buf, offset) {
+                Ok(n) => reply.data(&buf[..n]),
+                Err(e) => reply.error(en(cache_errno(e))),
+            }
+        }
+    }
+}
+
+/// Serves a write on the thread that received it, straight from the
+/// request buffer. A writer the dirty throttle paces holds only this
+/// thread; the others go on serving.
+pub(super) fn write(open: Option<Arc<OpenFile>>, offset: u64, buf: &[u8], reply: ReplyWrite) {
+    let Some(open) = open.filter(|open| open.write) else {
+        return reply.error(Errno::EBADF);
+    };
+    // The kernel sends an append (or any write past the end) only when no
+    // other write of the file is in flight, so the end read here is where
+    // this append lands.
+    let offset = if open.append { open.file.len() } else { offset };
+    open.source.touch();
+    match open.file.write_at(buf, offset) {
+        Ok(n) => reply.written(n as u32),
+        Err(e) => reply.error(en(cache_errno(e))),
     }
 }

@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::time::UNIX_EPOCH;
 
-use fuser::{ReplyEmpty, TimeOrNow};
+use fuser::{Errno, ReplyEmpty, TimeOrNow};
 use libc::c_int;
 
 /// errno of an I/O error (EIO when it carries none).
@@ -28,11 +28,16 @@ pub fn cache_errno(e: pagecache::Error) -> c_int {
     errno(&io::Error::from(e))
 }
 
+/// The FUSE form of errno `e`.
+pub fn en(e: c_int) -> Errno {
+    Errno::from_i32(e)
+}
+
 /// Answers an operation that returns nothing but success or an errno.
 pub fn reply_empty(reply: ReplyEmpty, result: Result<(), c_int>) {
     match result {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
+        Err(e) => reply.error(en(e)),
     }
 }
 

@@ -6,12 +6,12 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use fuser::{FileType, ReplyEntry, Request, TimeOrNow, FUSE_ROOT_ID};
+use fuser::{FileType, ReplyEntry, Request, TimeOrNow};
 use libc::c_int;
 
 use super::errno::{cache_errno, errno, t_mode, timespec};
-use super::{is_stat_name, Dir, PassFs, STAT_INO, STAT_NAME};
-use crate::mount::inode;
+use super::{is_stat_name, Dir, Inner, STAT_INO, STAT_NAME};
+use crate::mount::inode::{self, FUSE_ROOT_ID};
 
 /// Who a new file belongs to: the caller, when the mount runs as root and
 /// so can give it away; otherwise whoever runs the mount.
@@ -47,11 +47,11 @@ pub struct Change {
     pub mtime: Option<TimeOrNow>,
 }
 
-impl PassFs {
+impl Inner {
     /// The owner of a file `req`'s caller creates in directory `parent`. In
     /// a set-group-ID directory the group is the directory's, which the
     /// source filesystem already gave it.
-    pub(super) fn owner(&self, req: &Request<'_>, parent: u64) -> Owner {
+    pub(super) fn owner(&self, req: &Request, parent: u64) -> Owner {
         if !self.as_root {
             return Owner {
                 uid: None,
@@ -74,14 +74,14 @@ impl PassFs {
     /// taken.
     pub(super) fn make_entry(
         &mut self,
-        req: &Request<'_>,
+        req: &Request,
         parent: u64,
         name: &OsStr,
         reply: ReplyEntry,
         make: impl FnOnce(&Path) -> Result<(), c_int>,
     ) {
         if is_stat_name(parent, name) {
-            return reply.error(libc::EEXIST);
+            return reply.error(fuser::Errno::EEXIST);
         }
         let owner = self.owner(req, parent);
         let result = self.child(parent, name).and_then(|rel| {

@@ -1,14 +1,19 @@
 //! The passthrough filesystem: metadata goes to SOURCE_DIR, file data goes
 //! through the page cache.
 //!
-//! One thread reads requests and answers the ones that only touch the inode
-//! table and SOURCE_DIR's metadata; requests that may wait on the cache
-//! (read, write, fsync, writing back a closed file) run on a [`Pool`] and
-//! answer from there.
+//! Several threads read requests from the kernel, each from its own
+//! cloned `/dev/fuse` descriptor, and answer them where they read them:
+//! metadata requests one at a time under the table's lock (they touch the
+//! inode table and SOURCE_DIR), reads and writes without it, side by side,
+//! as long as that leaves one thread free to read; beyond that, and always
+//! for an fsync or the write-back of a closed file (which may take
+//! seconds), they run on a [`Pool`] and answer from there.
 
+mod backlog;
 mod data;
 mod errno;
 mod meta;
+mod requests;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -16,21 +21,26 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, FUSE_ROOT_ID,
+    AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
 };
 use libc::c_int;
 use pagecache::PageCache;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
-use super::inode::{self, Data, Inodes, STAT_INO, STAT_NAME};
+use super::inode::{self, Data, Inodes, FUSE_ROOT_ID, STAT_INO, STAT_NAME};
 use super::pool::Pool;
 use super::source::{Fds, Source};
-use errno::errno;
+use backlog::Backlog;
+use errno::{en, errno};
+use requests::Requests;
 
 /// How long the kernel may cache attributes and names. All changes go
 /// through this filesystem, so the kernel is told of them anyway.
@@ -43,27 +53,27 @@ const MAX_WRITE: u32 = 1 << 20;
 /// asynchronous direct I/O) before it blocks submitters.
 const MAX_BACKGROUND: u16 = 64;
 
-/// `FUSE_DIRECT_IO_ALLOW_MMAP` (Linux 6.6, protocol 7.39): shared mappings
-/// of direct-I/O files are allowed. Without it `mmap(MAP_SHARED)` fails
-/// with ENODEV (sqlite's WAL index needs it).
-const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
-
-/// `FOPEN_PARALLEL_DIRECT_WRITES` (Linux 6.2): the kernel may send several
-/// writes of one file at once, except appends and writes past the end,
-/// which it still sends alone (older kernels ignore the flag).
-const FOPEN_PARALLEL_DIRECT_WRITES: u32 = 1 << 6;
-
 /// How regular files are opened: no kernel page cache (the data is cached
-/// here, once), and concurrent writes where the kernel allows them.
-const OPEN_FLAGS: u32 = fuser::consts::FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+/// here, once), and concurrent writes where the kernel allows them
+/// (`FOPEN_PARALLEL_DIRECT_WRITES`, Linux 6.2: several writes of one file
+/// at once, except appends and writes past the end, which it still sends
+/// alone; older kernels ignore the flag).
+const OPEN_FLAGS: FopenFlags =
+    FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES);
 
 /// An open file.
+#[derive(Clone)]
 enum Handle {
     /// The counters file, its content generated at open.
-    Stat(Vec<u8>),
+    Stat(Arc<Vec<u8>>),
     /// A regular file.
-    File(OpenFile),
+    File(Arc<OpenFile>),
 }
+
+/// Open files by handle number. Apart from the table, so that reads and
+/// writes never wait for a metadata request (an `O_TRUNC` open may wait
+/// for writeback) while they look up their file.
+type Handles = Arc<RwLock<HashMap<u64, Handle>>>;
 
 /// An open regular file: its own library handle, so each open sees each
 /// writeback error once at fsync.
@@ -86,28 +96,56 @@ struct Dir {
 /// use this mapping, not a new one that would read stale data.
 type SetAside = Arc<Mutex<HashMap<inode::Key, (u64, Data)>>>;
 
-/// The filesystem.
+/// The filesystem: the table and everything metadata requests change,
+/// behind one lock; beside it what reads and writes need, so they can run
+/// side by side.
 pub struct PassFs {
+    inner: Mutex<Inner>,
+    handles: Handles,
+    requests: Arc<Requests>,
+    pool: Arc<Pool>,
+    backlog: Arc<Backlog>,
+    /// Reads and writes being served on the threads that read them.
+    inline: AtomicUsize,
+    /// At most this many, so one serving thread is always free to read the
+    /// next request however many readers and writers the cache makes wait;
+    /// the rest go to the pool.
+    inline_max: usize,
+}
+
+/// A serving thread's turn at a read or write; given back when dropped.
+struct Inline<'a>(&'a AtomicUsize);
+
+impl Drop for Inline<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What [`PassFs`] guards.
+struct Inner {
     source: PathBuf,
     cache: PageCache,
     fds: Arc<Fds>,
     inodes: Inodes,
-    handles: HashMap<u64, Handle>,
+    handles: Handles,
     dirs: HashMap<u64, Dir>,
     next_fh: u64,
     set_aside: SetAside,
     next_token: u64,
-    pool: Pool,
+    pool: Arc<Pool>,
+    backlog: Arc<Backlog>,
     /// Files the final write-back could not make durable, with the error.
     failures: Arc<Mutex<Vec<String>>>,
     /// Whether new files can be given to their creator (running as root).
     as_root: bool,
+    requests: Arc<Requests>,
 }
 
 impl PassFs {
     /// A filesystem over `source` (a directory), caching through `cache`,
-    /// keeping at most `max_fds` source descriptors open, serving slow
-    /// requests on `threads` threads. The final write-back at unmount
+    /// keeping at most `max_fds` source descriptors open, running fsyncs
+    /// and write-backs of closed files on `threads` threads. The final write-back at unmount
     /// records each file it could not make durable in `failures`.
     pub fn new(
         source: PathBuf,
@@ -117,22 +155,56 @@ impl PassFs {
         failures: Arc<Mutex<Vec<String>>>,
     ) -> io::Result<Self> {
         let md = fs::metadata(&source)?;
-        Ok(PassFs {
+        let requests = Arc::new(Requests::default());
+        let handles = Handles::default();
+        let pool = Arc::new(Pool::new(threads)?);
+        // Pinned descriptors come on top of the `max_fds / 2` kept open.
+        let backlog = Arc::new(Backlog::new(max_fds / 4));
+        let inner = Inner {
             fds: Fds::new(source.clone(), max_fds),
             source,
             cache,
             inodes: Inodes::new(inode::key_of(&md)),
-            handles: HashMap::new(),
+            handles: handles.clone(),
             dirs: HashMap::new(),
             next_fh: 1,
             set_aside: SetAside::default(),
             next_token: 1,
-            pool: Pool::new(threads)?,
+            pool: pool.clone(),
+            backlog: backlog.clone(),
             failures,
             as_root: nix::unistd::geteuid().is_root(),
+            requests: requests.clone(),
+        };
+        Ok(PassFs {
+            inner: Mutex::new(inner),
+            handles,
+            requests,
+            pool,
+            backlog,
+            inline: AtomicUsize::new(0),
+            inline_max: threads.saturating_sub(1),
         })
     }
 
+    /// A turn at serving a read or write on this thread, if that leaves a
+    /// serving thread free.
+    fn inline(&self) -> Option<Inline<'_>> {
+        if self.inline.fetch_add(1, Ordering::Relaxed) < self.inline_max {
+            Some(Inline(&self.inline))
+        } else {
+            self.inline.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// The table, for one request.
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
+    }
+}
+
+impl Inner {
     fn full(&self, rel: &Path) -> PathBuf {
         self.fds.full(rel)
     }
@@ -160,6 +232,7 @@ impl PassFs {
             text.push('\n');
         }
         text.push_str(&format!("mount_source_fds {}\n", self.fds.open_count()));
+        self.requests.write_lines(&mut text);
         text.into_bytes()
     }
 
@@ -211,8 +284,8 @@ impl PassFs {
     /// Answers with the entry of `rel`, or the error that came instead.
     fn entry(&mut self, rel: Result<PathBuf, c_int>, reply: ReplyEntry) {
         match rel.and_then(|rel| self.lookup_path(rel)) {
-            Ok(attr) => reply.entry(&TTL, &attr, 0),
-            Err(e) => reply.error(e),
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => reply.error(en(e)),
         }
     }
 }
@@ -222,45 +295,50 @@ fn is_stat_name(parent: u64, name: &OsStr) -> bool {
 }
 
 impl Filesystem for PassFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), c_int> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_background(MAX_BACKGROUND);
         let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
-        // Refused by kernels before 6.6: shared mappings then fail with ENODEV.
-        let _ = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP);
+        // Refused by kernels before 6.6 (protocol 7.39): shared mappings of
+        // direct-I/O files then fail with ENODEV (sqlite's WAL index needs
+        // them).
+        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         Ok(())
     }
 
     fn destroy(&mut self) {
-        self.close_all();
+        self.inner.get_mut().close_all();
     }
 
-    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        if is_stat_name(parent, name) {
-            let attr = inode::stat_attr(self.stat_text().len() as u64);
-            return reply.entry(&TTL, &attr, 0);
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let mut fs = self.lock();
+        if is_stat_name(parent.0, name) {
+            let attr = inode::stat_attr(fs.stat_text().len() as u64);
+            return reply.entry(&TTL, &attr, Generation(0));
         }
-        self.entry(self.child(parent, name), reply)
+        let rel = fs.child(parent.0, name);
+        fs.entry(rel, reply)
     }
 
-    fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
-        if let Some(node) = self.inodes.get_mut(ino) {
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let mut fs = self.lock();
+        if let Some(node) = fs.inodes.get_mut(ino.0) {
             node.lookups = node.lookups.saturating_sub(nlookup);
         }
-        self.reap(ino);
+        fs.reap(ino.0);
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.attr_of(ino) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.lock().attr_of(ino.0) {
             Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(en(e)),
         }
     }
 
     fn setattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
@@ -268,11 +346,11 @@ impl Filesystem for PassFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<u64>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
-        _flags: Option<u32>,
+        _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
         let change = meta::Change {
@@ -283,33 +361,34 @@ impl Filesystem for PassFs {
             atime,
             mtime,
         };
-        match self.set_attr(ino, change) {
+        match self.lock().set_attr(ino.0, change) {
             Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(en(e)),
         }
     }
 
-    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
-        let result = self
-            .rel(ino)
-            .and_then(|rel| fs::read_link(self.full(&rel)).map_err(|e| errno(&e)));
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let fs = self.lock();
+        let result = fs
+            .rel(ino.0)
+            .and_then(|rel| fs::read_link(fs.full(&rel)).map_err(|e| errno(&e)));
         match result {
             Ok(target) => reply.data(target.as_os_str().as_encoded_bytes()),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(en(e)),
         }
     }
 
     fn mknod(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.make_entry(req, parent, name, reply, |path| {
+        self.lock().make_entry(req, parent.0, name, reply, |path| {
             rustix::fs::mknodat(
                 rustix::fs::CWD,
                 path,
@@ -322,16 +401,16 @@ impl Filesystem for PassFs {
     }
 
     fn mkdir(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
         use std::os::unix::fs::DirBuilderExt;
-        self.make_entry(req, parent, name, reply, |path| {
+        self.lock().make_entry(req, parent.0, name, reply, |path| {
             fs::DirBuilder::new()
                 .mode(mode & !umask & 0o7777)
                 .create(path)
@@ -339,150 +418,188 @@ impl Filesystem for PassFs {
         })
     }
 
-    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.remove_file(parent, name);
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = self.lock().remove_file(parent.0, name);
         errno::reply_empty(reply, result)
     }
 
-    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let result = self.remove_dir(parent, name);
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = self.lock().remove_dir(parent.0, name);
         errno::reply_empty(reply, result)
     }
 
     fn symlink(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.make_entry(req, parent, link_name, reply, |path| {
-            std::os::unix::fs::symlink(target, path).map_err(|e| errno(&e))
-        })
+        self.lock()
+            .make_entry(req, parent.0, link_name, reply, |path| {
+                std::os::unix::fs::symlink(target, path).map_err(|e| errno(&e))
+            })
     }
 
     fn rename(
-        &mut self,
-        _req: &Request<'_>,
-        parent: u64,
+        &self,
+        _req: &Request,
+        parent: INodeNo,
         name: &OsStr,
-        newparent: u64,
+        newparent: INodeNo,
         newname: &OsStr,
-        flags: u32,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let result = self.rename_entry(parent, name, newparent, newname, flags);
+        let result = self
+            .lock()
+            .rename_entry(parent.0, name, newparent.0, newname, flags.bits());
         errno::reply_empty(reply, result)
     }
 
     fn link(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        newparent: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let (ino, newparent) = (ino.0, newparent.0);
         if is_stat_name(newparent, newname) || ino == STAT_INO {
-            return reply.error(libc::EPERM);
+            return reply.error(Errno::EPERM);
         }
+        let mut fs = self.lock();
         let result = (|| -> Result<PathBuf, c_int> {
-            let from = self.rel(ino)?;
-            let to = self.child(newparent, newname)?;
-            fs::hard_link(self.full(&from), self.full(&to)).map_err(|e| errno(&e))?;
+            let from = fs.rel(ino)?;
+            let to = fs.child(newparent, newname)?;
+            fs::hard_link(fs.full(&from), fs.full(&to)).map_err(|e| errno(&e))?;
             Ok(to)
         })();
-        self.entry(result, reply)
+        fs.entry(result, reply)
     }
 
-    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
-        self.open_file(ino, flags, reply)
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.backlog.wait_for_room();
+        self.lock().open_file(ino.0, flags.0, reply)
     }
 
     fn read(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         size: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.read_file(fh, offset, size, reply)
+        let handle = self.handles.read().get(&fh.0).cloned();
+        // Reads of the counters file would count themselves.
+        if let Some(Handle::File(_)) = handle {
+            self.requests.read(size as usize);
+        }
+        match self.inline() {
+            Some(_turn) => data::read(handle, offset, size, reply),
+            None => self
+                .pool
+                .run(move || data::read(handle, offset, size, reply)),
+        }
     }
 
     fn write(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         buf: &[u8],
-        _write_flags: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.write_file(fh, offset, buf, reply)
+        let open = match self.handles.read().get(&fh.0) {
+            Some(Handle::File(open)) => Some(open.clone()),
+            _ => None,
+        };
+        self.requests.write(buf.len());
+        match self.inline() {
+            Some(_turn) => data::write(open, offset, buf, reply),
+            None => {
+                // The request buffer is reused for the next request.
+                let buf = buf.to_vec();
+                self.pool
+                    .run(move || data::write(open, offset, &buf, reply))
+            }
+        }
     }
 
-    fn flush(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _lock: u64, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
     fn release(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.release_file(fh);
+        self.lock().release_file(fh.0);
         reply.ok();
     }
 
     fn fsync(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.sync_file(fh, reply)
+        self.lock().sync_file(fh.0, reply)
     }
 
-    fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        match self.read_dir(ino) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let mut fs = self.lock();
+        match fs.read_dir(ino.0) {
             Ok(dir) => {
-                let fh = self.new_fh();
-                self.dirs.insert(fh, dir);
-                reply.opened(fh, 0);
+                let fh = fs.new_fh();
+                fs.dirs.insert(fh, dir);
+                reply.opened(FileHandle(fh), FopenFlags::empty());
             }
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(en(e)),
         }
     }
 
     fn readdir(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(dir) = self.dirs.get(&fh) else {
-            return reply.error(libc::EBADF);
+        let fs = self.lock();
+        let Some(dir) = fs.dirs.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
         };
-        let start = usize::try_from(offset).unwrap_or(0);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, (ino, kind, name)) in dir.entries.iter().enumerate().skip(start) {
-            if reply.add(*ino, (i + 1) as i64, *kind, name) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
                 break;
             }
         }
@@ -490,34 +607,39 @@ impl Filesystem for PassFs {
     }
 
     fn releasedir(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.dirs.remove(&fh);
+        self.lock().dirs.remove(&fh.0);
         reply.ok();
     }
 
     fn fsyncdir(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let result = self.rel(ino).and_then(|rel| {
-            let dir = fs::File::open(self.full(&rel)).map_err(|e| errno(&e))?;
+        let path = {
+            let fs = self.lock();
+            fs.rel(ino.0).map(|rel| fs.full(&rel))
+        };
+        let result = path.and_then(|path| {
+            let dir = fs::File::open(path).map_err(|e| errno(&e))?;
             dir.sync_all().map_err(|e| errno(&e))
         });
         errno::reply_empty(reply, result)
     }
 
-    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
-        match rustix::fs::statvfs(&self.source) {
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let source = self.lock().source.clone();
+        match rustix::fs::statvfs(&source) {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -528,46 +650,48 @@ impl Filesystem for PassFs {
                 s.f_namemax.try_into().unwrap_or(255),
                 s.f_frsize.try_into().unwrap_or(4096),
             ),
-            Err(e) => reply.error(e.raw_os_error()),
+            Err(e) => reply.error(en(e.raw_os_error())),
         }
     }
 
-    fn access(&mut self, _req: &Request<'_>, ino: u64, _mask: i32, reply: ReplyEmpty) {
-        if ino == STAT_INO || self.inodes.get(ino).is_some() {
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        if ino.0 == STAT_INO || self.lock().inodes.get(ino.0).is_some() {
             reply.ok();
         } else {
-            reply.error(libc::ENOENT);
+            reply.error(Errno::ENOENT);
         }
     }
 
     fn create(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let owner = self.owner(req, parent);
-        match self.create_file(parent, name, mode & !umask & 0o7777, flags, owner) {
-            Ok((attr, fh)) => reply.created(&TTL, &attr, 0, fh, OPEN_FLAGS),
-            Err(e) => reply.error(e),
+        self.backlog.wait_for_room();
+        let mut fs = self.lock();
+        let owner = fs.owner(req, parent.0);
+        match fs.create_file(parent.0, name, mode & !umask & 0o7777, flags, owner) {
+            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), OPEN_FLAGS),
+            Err(e) => reply.error(en(e)),
         }
     }
 
     fn fallocate(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
-        length: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let result = self.allocate(fh, offset, length, mode);
+        let result = self.lock().allocate(fh.0, offset, length, mode);
         errno::reply_empty(reply, result)
     }
 }
