@@ -5,12 +5,12 @@ use std::io::IoSliceMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::RwLockReadGuard;
 
 use crate::backend::read_full;
 use crate::cache::Inner;
 use crate::error::{Error, Result};
-use crate::frame::{FrameId, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
+use crate::frame::{FrameId, FrameWriteGuard, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
 use crate::guard::held;
 use crate::lru;
 use crate::mapping::Mapping;
@@ -42,7 +42,7 @@ pub(crate) fn get_page<'a>(
     index: u64,
     fill: Fill,
     ra: Option<Ra<'_>>,
-) -> Result<(FrameId, Option<RwLockWriteGuard<'a, ()>>)> {
+) -> Result<(FrameId, Option<FrameWriteGuard<'a>>)> {
     let arena = &inner.arena;
     loop {
         if let Some(id) = m.find_pin(arena, index) {
@@ -101,12 +101,7 @@ pub(crate) fn get_page<'a>(
                 return Ok((id, None));
             }
             Err(e) => {
-                {
-                    let mut pages = m.pages.shard(index).write();
-                    if pages.get(&index) == Some(&id) {
-                        pages.remove(&index);
-                    }
-                }
+                m.remove(index, id);
                 f.set(ORPHAN);
                 drop(guard);
                 arena.unpin(id);
@@ -164,7 +159,7 @@ pub(crate) fn resize_shared<'a>(inner: &Inner, m: &'a Mapping) -> Result<RwLockR
 }
 
 /// Takes a page's write lock once no writeback is reading it.
-pub(crate) fn lock_for_write(inner: &Inner, id: FrameId) -> RwLockWriteGuard<'_, ()> {
+pub(crate) fn lock_for_write(inner: &Inner, id: FrameId) -> FrameWriteGuard<'_> {
     let f = inner.arena.frame(id);
     loop {
         let g = f.lock.write();
@@ -222,15 +217,9 @@ pub(crate) fn read_at(
             req: (end - 1) / ps - index + 1,
         };
         if !recursive {
-            if let Some((id, guard)) = m.find_read(arena, index) {
+            if let Some(id) = m.read_unlocked(arena, index, in_page, &mut buf[at..at + n]) {
                 hit(inner);
-                // SAFETY: we hold the frame's read lock, so no writer runs.
-                let page = unsafe { arena.page(id) };
-                buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
-                let marked = readahead::take_marker(inner, id);
-                drop(guard);
-                arena.release_read(id);
-                if marked {
+                if readahead::take_marker(inner, id) {
                     readahead::marker_hit(inner, m, ra, index);
                 }
                 pos += n as u64;

@@ -120,6 +120,26 @@ impl FrameState {
         self.0.fetch_add(1, Ordering::AcqRel) & PIN_MASK == 0
     }
 
+    /// Adds a pin unless the frame is free or an orphan; `Some(whether the
+    /// count was zero)` if pinned. A free frame's word is overwritten when
+    /// it is allocated, so a blind add there could be lost or steal a pin.
+    #[inline]
+    pub(crate) fn try_pin(&self) -> Option<bool> {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            if cur & (FREE | ORPHAN) != 0 {
+                return None;
+            }
+            match self
+                .0
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(cur & PIN_MASK == 0),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     /// Drops a pin; returns the state before.
     #[inline]
     pub(crate) fn unpin(&self) -> u64 {
@@ -129,8 +149,8 @@ impl FrameState {
     }
 
     /// Clean, durable, unpinned, not under writeback, still mapped → FREE.
-    /// The caller holds the mapping's index lock exclusively, so no pin can
-    /// race in.
+    /// A pin racing in changes the word, so the CAS fails; a pinner that
+    /// comes after sees FREE and refuses (`try_pin`).
     pub(crate) fn try_reclaim(&self) -> bool {
         let cur = self.load();
         if cur & (PIN_MASK | DIRTY | WRITEBACK | UNSTABLE | FREE | ORPHAN) != 0 {
