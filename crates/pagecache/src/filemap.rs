@@ -216,15 +216,10 @@ pub(crate) fn read_at(
             state,
             req: (end - 1) / ps - index + 1,
         };
-        if !recursive {
-            if let Some(id) = m.read_unlocked(arena, index, in_page, &mut buf[at..at + n]) {
-                hit(inner);
-                if readahead::take_marker(inner, id) {
-                    readahead::marker_hit(inner, m, ra, index);
-                }
-                pos += n as u64;
-                continue;
-            }
+        if !recursive && m.read_unlocked(arena, index, in_page, &mut buf[at..at + n]) {
+            hit(inner);
+            pos += n as u64;
+            continue;
         }
         let (id, _) = get_page(inner, m, index, Fill::Read, Some(ra))?;
         let f = arena.frame(id);

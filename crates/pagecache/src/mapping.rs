@@ -15,7 +15,7 @@ pub(crate) use crate::pagetable::PageTable;
 
 use crate::backend::Backend;
 use crate::errseq::ErrSeq;
-use crate::frame::{Arena, Frame, FrameId, FREE, ORPHAN, UPTODATE};
+use crate::frame::{Arena, Frame, FrameId, FREE, ORPHAN, RA_MARKER, UPTODATE};
 
 /// The dirty pages of one mapping, in page order.
 #[derive(Default)]
@@ -216,8 +216,8 @@ impl Mapping {
     /// The hit path of a copying read: copies `dst.len()` bytes at `at` of
     /// page `index` with no lock and no pin, and keeps the copy only if the
     /// frame's version shows no writer and no free since before it (a
-    /// seqlock read). Returns the frame on success; `None` (with `dst`
-    /// holding anything) if absent, locked for writing, or moving.
+    /// seqlock read). False (with `dst` holding anything) if absent,
+    /// locked for writing, or moving.
     #[inline]
     pub(crate) fn read_unlocked(
         &self,
@@ -225,21 +225,28 @@ impl Mapping {
         index: u64,
         at: usize,
         dst: &mut [u8],
-    ) -> Option<FrameId> {
-        let id = self.pages.get(index)?;
+    ) -> bool {
+        let Some(id) = self.pages.get(index) else {
+            return false;
+        };
         let f = arena.frame(id);
-        let v = f.lock.version().begin_read()?;
+        let Some(v) = f.lock.version().begin_read() else {
+            return false;
+        };
         // After `begin_read`'s acquire: the identity the frame's last
-        // writer or free left, which the validation below pins down.
-        if !self.is_page(f, index) {
-            return None;
+        // writer or free left, which the validation below pins down. A
+        // marker page takes the pinning path, which passes the marker on
+        // holding the page (a marker is set only under the write lock, so
+        // none appears on this page before the validation).
+        if !self.is_page(f, index) || f.flags() & RA_MARKER != 0 {
+            return false;
         }
         arena.copy_unlocked(id, at, dst);
         if !f.lock.version().validate(v) {
-            return None;
+            return false;
         }
         crate::advise::touch(self, f);
-        Some(id)
+        true
     }
 
     /// Publishes `frame` (pinned and write-locked by the caller) at `index`,

@@ -308,21 +308,33 @@ impl Arena {
         // pin, and may have found the frame in the index before truncation
         // took it out. Taking the lock exclusively (not only looking at it)
         // orders this free against such a reader: one locked after this
-        // sees the frame FREE and lets go. A reader that held the lock
+        // sees the frame FREE and lets go. A reader that holds the lock
         // frees the orphan itself when it lets go (`release_read`). Reader
         // and truncation may each miss the other's write (an unlock and a
         // flag set on different words); then reclaim, meeting the orphan on
         // the inactive list, frees it (`reclaim::direct::shrink`): late,
         // never leaked, and without a fence on the hit path.
         let f = self.frame(id);
-        let Some(_busy) = f.lock.try_write() else {
-            return false;
-        };
-        if f.state.try_free_orphan() {
-            self.push_free(id);
-            true
-        } else {
-            false
+        loop {
+            if !f.state.orphan_freeable() {
+                return false;
+            }
+            if let Some(busy) = f.lock.try_write() {
+                if !f.state.try_free_orphan() {
+                    return false;
+                }
+                drop(busy);
+                self.push_free(id);
+                return true;
+            }
+            if !f.lock.is_locked_exclusive() {
+                return false;
+            }
+            // Another freer holds it for a moment (truncation, the last
+            // unpin and the end of writeback may all try at once): had this
+            // one given up, the holder may have looked before the state
+            // became freeable, and nobody would free it.
+            std::thread::yield_now();
         }
     }
 }

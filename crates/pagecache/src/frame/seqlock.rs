@@ -129,6 +129,11 @@ impl FrameLock {
     }
 
     #[inline]
+    pub(crate) fn is_locked_exclusive(&self) -> bool {
+        self.rw.is_locked_exclusive()
+    }
+
+    #[inline]
     pub(crate) fn version(&self) -> &Version {
         &self.version
     }

@@ -86,17 +86,29 @@ impl FrameState {
 
     /// Records an access: sets REFERENCED, or, on a read-ahead page's first
     /// access, only clears READAHEAD. Skips the read-modify-write when the
-    /// bit is already set.
+    /// bit is already set. A CAS that leaves a free frame alone: an
+    /// optimistic reader marks the page after its copy, holding nothing,
+    /// when the frame may have been freed since (a free frame's word is
+    /// exactly FREE).
     #[inline]
     pub(crate) fn mark_referenced(&self) {
-        let s = self.0.load(Ordering::Relaxed);
-        if s & REFERENCED != 0 {
-            return;
-        }
-        if s & READAHEAD != 0 {
-            self.0.fetch_and(!READAHEAD, Ordering::Relaxed);
-        } else {
-            self.0.fetch_or(REFERENCED, Ordering::Relaxed);
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            if cur & (REFERENCED | FREE) != 0 {
+                return;
+            }
+            let new = if cur & READAHEAD != 0 {
+                cur & !READAHEAD
+            } else {
+                cur | REFERENCED
+            };
+            match self
+                .0
+                .compare_exchange(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
         }
     }
 
@@ -130,9 +142,10 @@ impl FrameState {
             if cur & (FREE | ORPHAN) != 0 {
                 return None;
             }
+            // Strong: no spurious failure for the loom models to loop on.
             match self
                 .0
-                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
             {
                 Ok(_) => return Some(cur & PIN_MASK == 0),
                 Err(now) => cur = now,
@@ -159,6 +172,12 @@ impl FrameState {
         self.0
             .compare_exchange(cur, FREE, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Whether `try_free_orphan` could succeed now.
+    #[inline]
+    pub(crate) fn orphan_freeable(&self) -> bool {
+        self.load() & (ORPHAN | PIN_MASK | WRITEBACK | DIRTY | UNSTABLE | FREE) == ORPHAN
     }
 
     /// ORPHAN, unpinned, not under writeback, its dirty and unstable state

@@ -92,4 +92,9 @@ impl FrameLock {
     pub(super) fn unlock_write(&self) {
         self.word.fetch_add(ONE_CHANGE - WRITER, Release);
     }
+
+    /// parking_lot's `is_locked_exclusive` (a `Relaxed` load).
+    pub(super) fn is_locked_exclusive(&self) -> bool {
+        self.word.load(Relaxed) & WRITER != 0
+    }
 }

@@ -6,7 +6,9 @@
 //! - an optimistic copy (`Mapping::read_unlocked`) that validates holds
 //!   P's bytes, never Q's;
 //! - a lock-free pin (`Mapping::find_pin`) holds P's frame: reclaim never
-//!   frees a pinned frame, and the pinned frame is P while pinned.
+//!   frees a pinned frame, and the pinned frame is P while pinned;
+//! - against a writer rewriting P in place (two words, so a copy that
+//!   mixes two writes shows), a validated copy is never torn.
 //!
 //! The real code under test: `FrameState` (pin, `try_pin`, `try_reclaim`)
 //! and `Version` (the seqlock). Modelled around it: the page table's two
@@ -43,6 +45,8 @@ struct World {
     /// `Frame::mapping` and `Frame::index`, as one page number.
     ident: AtomicU64,
     bytes: AtomicU64,
+    /// A second word of P's bytes, for the torn-copy model.
+    bytes2: AtomicU64,
     /// Ghost: pins held by a pinner that accepted the frame as P.
     pinned_as_p: StdAtomicUsize,
 }
@@ -63,6 +67,7 @@ impl World {
             lock: FrameLock::new(),
             ident: AtomicU64::new(P),
             bytes: AtomicU64::new(P_BYTES),
+            bytes2: AtomicU64::new(P_BYTES),
             pinned_as_p: StdAtomicUsize::new(0),
         })
     }
@@ -225,4 +230,34 @@ fn pinner_and_optimistic_reader_vs_reclaim_and_reuse() {
             b.join().unwrap();
         },
     );
+}
+
+/// `filemap::write_at` rewriting P in place (pinned, under the write lock).
+fn rewrite(w: &World, value: u64) {
+    assert!(w.find_pin());
+    w.lock_write();
+    w.bytes.store(value, Relaxed);
+    w.bytes2.store(value, Relaxed);
+    w.unlock_write();
+    w.state.unpin();
+}
+
+#[test]
+fn optimistic_reader_vs_writer_never_torn() {
+    model("optimistic reader vs in-place writer", None, || {
+        let w = World::new();
+        let writer = on_thread(&w, |w| {
+            rewrite(w, P_BYTES + 1);
+            rewrite(w, P_BYTES + 2);
+        });
+        if w.p.load(Acquire) == FRAME {
+            if let Some(v) = w.version.begin_read() {
+                let (a, b) = (w.bytes.load(Relaxed), w.bytes2.load(Relaxed));
+                if w.version.validate(v) {
+                    assert_eq!(a, b, "a validated copy mixes two writes");
+                }
+            }
+        }
+        writer.join().unwrap();
+    });
 }

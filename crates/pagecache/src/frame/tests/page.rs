@@ -139,19 +139,12 @@ impl Page {
         );
     }
 
-    /// `Mapping::find_pin`: a CAS pin that refuses a free frame, then the
-    /// slot must still hold the frame; else a plain pin under the writer
-    /// lock.
+    /// `Mapping::find_pin` by its settling path: a plain pin under the
+    /// table's writer lock. Its lock-free first step (a CAS pin, then the
+    /// slot checked again) is modelled in `loom_hit.rs`; composed here with
+    /// the writer's wait for writeback, these models exceed loom's branch
+    /// limit (a spin it does not bound), so they keep the locked path.
     pub(super) fn find_pin(&self) -> bool {
-        if !self.slot.load(Acquire) {
-            return false;
-        }
-        if self.state.try_pin().is_some() {
-            if self.slot.load(Acquire) {
-                return true;
-            }
-            self.unpin();
-        }
         let _locked = self.index.lock().unwrap();
         let present = self.slot.load(Acquire);
         if present {
@@ -198,17 +191,26 @@ impl Page {
     }
 
     /// `Arena::try_free_orphan`: takes the frame lock exclusively without
-    /// waiting (a lock-only reader frees it when it lets go).
+    /// waiting on readers (a lock-only reader frees it when it lets go),
+    /// retrying while another freer holds it.
     pub(super) fn free_orphan(&self) -> bool {
-        let Some(seen) = self.lock.try_write() else {
-            return false;
-        };
-        let freed = self.state.try_free_orphan();
-        self.lock.unlock_write();
-        if freed {
-            self.freed(seen);
+        loop {
+            if !self.state.orphan_freeable() {
+                return false;
+            }
+            if let Some(seen) = self.lock.try_write() {
+                let freed = self.state.try_free_orphan();
+                self.lock.unlock_write();
+                if freed {
+                    self.freed(seen);
+                }
+                return freed;
+            }
+            if !self.lock.is_locked_exclusive() {
+                return false;
+            }
+            thread::yield_now();
         }
-        freed
     }
 
     /// `reclaim::direct::try_free`: under the index write lock, the frame
