@@ -187,8 +187,11 @@ pub(crate) fn mark_dirty(inner: &Inner, m: &Mapping, id: FrameId, index: u64) {
 /// falls in one page.
 #[inline]
 fn piece(pos: u64, end: u64, ps: u64) -> (u64, usize, usize) {
-    let index = pos / ps;
-    let in_page = (pos % ps) as usize;
+    // Shifts, not divisions: a page size is a power of two (validated), and
+    // a 64-bit division costs more than the rest of a hit's bookkeeping.
+    debug_assert!(ps.is_power_of_two());
+    let index = pos >> ps.trailing_zeros();
+    let in_page = (pos & (ps - 1)) as usize;
     let n = (ps - in_page as u64).min(end - pos) as usize;
     (index, in_page, n)
 }
@@ -206,6 +209,7 @@ pub(crate) fn read_at(
     }
     let end = size.min(offset.saturating_add(buf.len() as u64));
     let ps = inner.page_size() as u64;
+    let last = (end - 1) >> ps.trailing_zeros();
     let arena = &inner.arena;
     let mut pos = offset;
     while pos < end {
@@ -214,7 +218,7 @@ pub(crate) fn read_at(
         let recursive = held::check(m.id, index, false)?;
         let ra = Ra {
             state,
-            req: (end - 1) / ps - index + 1,
+            req: last - index + 1,
         };
         if !recursive && m.read_unlocked(arena, index, in_page, &mut buf[at..at + n]) {
             hit(inner);
@@ -239,7 +243,7 @@ pub(crate) fn read_at(
         arena.unpin(id);
         pos += n as u64;
     }
-    state.note_read((end - 1) / ps);
+    state.note_read(last);
     Ok((end - offset) as usize)
 }
 
