@@ -165,7 +165,7 @@ impl Inner {
             dirty,
             writeback,
             unstable,
-            pinned: self.arena.count_pinned(),
+            pinned: self.arena.nr_pinned(),
             inactive,
             active,
             write_bandwidth: self.bandwidth.bytes_per_sec(),

@@ -5,12 +5,12 @@ use std::io::IoSliceMut;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::RwLockReadGuard;
 
 use crate::backend::read_full;
 use crate::cache::Inner;
 use crate::error::{Error, Result};
-use crate::frame::{FrameId, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
+use crate::frame::{FrameId, FrameWriteGuard, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
 use crate::guard::held;
 use crate::lru;
 use crate::mapping::Mapping;
@@ -42,7 +42,7 @@ pub(crate) fn get_page<'a>(
     index: u64,
     fill: Fill,
     ra: Option<Ra<'_>>,
-) -> Result<(FrameId, Option<RwLockWriteGuard<'a, ()>>)> {
+) -> Result<(FrameId, Option<FrameWriteGuard<'a>>)> {
     let arena = &inner.arena;
     loop {
         if let Some(id) = m.find_pin(arena, index) {
@@ -101,12 +101,7 @@ pub(crate) fn get_page<'a>(
                 return Ok((id, None));
             }
             Err(e) => {
-                {
-                    let mut pages = m.pages.shard(index).write();
-                    if pages.get(&index) == Some(&id) {
-                        pages.remove(&index);
-                    }
-                }
+                m.remove(index, id);
                 f.set(ORPHAN);
                 drop(guard);
                 arena.unpin(id);
@@ -164,7 +159,7 @@ pub(crate) fn resize_shared<'a>(inner: &Inner, m: &'a Mapping) -> Result<RwLockR
 }
 
 /// Takes a page's write lock once no writeback is reading it.
-pub(crate) fn lock_for_write(inner: &Inner, id: FrameId) -> RwLockWriteGuard<'_, ()> {
+pub(crate) fn lock_for_write(inner: &Inner, id: FrameId) -> FrameWriteGuard<'_> {
     let f = inner.arena.frame(id);
     loop {
         let g = f.lock.write();
@@ -192,8 +187,11 @@ pub(crate) fn mark_dirty(inner: &Inner, m: &Mapping, id: FrameId, index: u64) {
 /// falls in one page.
 #[inline]
 fn piece(pos: u64, end: u64, ps: u64) -> (u64, usize, usize) {
-    let index = pos / ps;
-    let in_page = (pos % ps) as usize;
+    // Shifts, not divisions: a page size is a power of two (validated), and
+    // a 64-bit division costs more than the rest of a hit's bookkeeping.
+    debug_assert!(ps.is_power_of_two());
+    let index = pos >> ps.trailing_zeros();
+    let in_page = (pos & (ps - 1)) as usize;
     let n = (ps - in_page as u64).min(end - pos) as usize;
     (index, in_page, n)
 }
@@ -211,6 +209,7 @@ pub(crate) fn read_at(
     }
     let end = size.min(offset.saturating_add(buf.len() as u64));
     let ps = inner.page_size() as u64;
+    let last = (end - 1) >> ps.trailing_zeros();
     let arena = &inner.arena;
     let mut pos = offset;
     while pos < end {
@@ -219,23 +218,12 @@ pub(crate) fn read_at(
         let recursive = held::check(m.id, index, false)?;
         let ra = Ra {
             state,
-            req: (end - 1) / ps - index + 1,
+            req: last - index + 1,
         };
-        if !recursive {
-            if let Some((id, guard)) = m.find_read(arena, index) {
-                hit(inner);
-                // SAFETY: we hold the frame's read lock, so no writer runs.
-                let page = unsafe { arena.page(id) };
-                buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
-                let marked = readahead::take_marker(inner, id);
-                drop(guard);
-                arena.release_read(id);
-                if marked {
-                    readahead::marker_hit(inner, m, ra, index);
-                }
-                pos += n as u64;
-                continue;
-            }
+        if !recursive && m.read_unlocked(arena, index, in_page, &mut buf[at..at + n]) {
+            hit(inner);
+            pos += n as u64;
+            continue;
         }
         let (id, _) = get_page(inner, m, index, Fill::Read, Some(ra))?;
         let f = arena.frame(id);
@@ -255,7 +243,7 @@ pub(crate) fn read_at(
         arena.unpin(id);
         pos += n as u64;
     }
-    state.note_read((end - 1) / ps);
+    state.note_read(last);
     Ok((end - offset) as usize)
 }
 

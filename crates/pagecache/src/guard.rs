@@ -2,9 +2,9 @@
 
 use std::ops::{Deref, DerefMut};
 
-use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::RwLockReadGuard;
 
-use crate::frame::{Arena, FrameId};
+use crate::frame::{Arena, FrameId, FrameWriteGuard};
 
 /// Which pages the current thread holds guards on, so that a call that would
 /// wait on one of them returns [`Error::WouldDeadlock`](crate::Error) instead.
@@ -128,7 +128,7 @@ impl Drop for PageReadGuard<'_> {
 pub struct PageWriteGuard<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) id: FrameId,
-    pub(crate) lock: Option<RwLockWriteGuard<'a, ()>>,
+    pub(crate) lock: Option<FrameWriteGuard<'a>>,
     pub(crate) mapping: u64,
     pub(crate) index: u64,
 }

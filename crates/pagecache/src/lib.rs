@@ -63,6 +63,7 @@ mod io;
 mod lru;
 mod mapping;
 mod open_options;
+mod pagetable;
 mod publish;
 mod readahead;
 mod reclaim;

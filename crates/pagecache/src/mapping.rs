@@ -4,109 +4,18 @@
 //! dirty index in page order, which is what lets writeback walk a file's
 //! dirty pages sorted and coalesce contiguous runs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
+pub(crate) use crate::pagetable::PageTable;
+
 use crate::backend::Backend;
 use crate::errseq::ErrSeq;
-use crate::frame::{Arena, FrameId, UPTODATE};
-
-/// Page indexes are well spread already; a multiply is enough of a hash.
-#[derive(Default)]
-pub(crate) struct IndexHasher(u64);
-
-impl Hasher for IndexHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-pub(crate) type PageIndex = HashMap<u64, FrameId, BuildHasherDefault<IndexHasher>>;
-
-const SHARDS: usize = 16;
-
-/// The page index, split by page index over locks on separate cache lines,
-/// so that threads hitting different pages of one file do not contend on
-/// one lock word.
-pub(crate) struct PageTable {
-    shards: [Shard; SHARDS],
-}
-
-#[repr(align(64))]
-#[derive(Default)]
-struct Shard(RwLock<PageIndex>);
-
-impl Default for PageTable {
-    fn default() -> Self {
-        PageTable {
-            shards: std::array::from_fn(|_| Shard::default()),
-        }
-    }
-}
-
-impl PageTable {
-    /// The lock that covers page `index`.
-    #[inline]
-    pub(crate) fn shard(&self, index: u64) -> &RwLock<PageIndex> {
-        // Consecutive runs of 16 pages share a shard: sequential access
-        // stays on one lock, random access spreads.
-        &self.shards[((index >> 4) as usize) % SHARDS].0
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.read().len()).sum()
-    }
-
-    /// The resident pages whose index is in `range`, in no order: a walk
-    /// over the shards, or lookups when the range is the smaller.
-    pub(crate) fn resident_in(&self, range: std::ops::Range<u64>) -> Vec<(u64, FrameId)> {
-        let span = range.end.saturating_sub(range.start);
-        if span <= self.len() as u64 {
-            return range
-                .filter_map(|i| self.shard(i).read().get(&i).map(|&id| (i, id)))
-                .collect();
-        }
-        let mut found = Vec::new();
-        for s in &self.shards {
-            found.extend(
-                s.0.read()
-                    .iter()
-                    .filter(|(i, _)| range.contains(i))
-                    .map(|(&i, &id)| (i, id)),
-            );
-        }
-        found
-    }
-
-    /// Removes and returns every page at or past `first`.
-    pub(crate) fn remove_from(&self, first: u64) -> Vec<(u64, FrameId)> {
-        let mut gone = Vec::new();
-        for s in &self.shards {
-            s.0.write().retain(|&i, &mut id| {
-                if i >= first {
-                    gone.push((i, id));
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        gone
-    }
-}
+use crate::frame::{Arena, Frame, FrameId, FREE, ORPHAN, RA_MARKER, UPTODATE};
 
 /// The dirty pages of one mapping, in page order.
 #[derive(Default)]
@@ -239,59 +148,127 @@ impl Mapping {
         self.size.load(Ordering::Acquire)
     }
 
-    /// Looks a page up and pins its frame. The pin is taken under the index
-    /// lock, which reclaim needs exclusively to free a frame.
+    /// Whether frame `f`, found at `index` without a lock, is that page
+    /// and holds its bytes. The caller holds something that orders this
+    /// after the frame's last change of identity: its lock, or the version
+    /// read before.
+    #[inline]
+    fn is_page(&self, f: &Frame, index: u64) -> bool {
+        f.flags() & (UPTODATE | FREE | ORPHAN) == UPTODATE
+            && f.mapping.load(Ordering::Relaxed) == self.id
+            && f.index.load(Ordering::Relaxed) == index
+    }
+
+    /// Looks a page up and pins its frame: a CAS that refuses a freed
+    /// frame, then the index must still name the frame, which the pin now
+    /// keeps from being freed (docs/design.md, "The hit protocol"). If
+    /// the page is moving (being freed or taken out), settles it under the
+    /// index's writer lock.
     #[inline]
     pub(crate) fn find_pin(&self, arena: &Arena, index: u64) -> Option<FrameId> {
-        let pages = self.pages.shard(index).read();
-        let id = *pages.get(&index)?;
+        let id = self.pages.get(index)?;
+        if arena.try_pin(id) {
+            if self.pages.get(index) == Some(id) {
+                return Some(id);
+            }
+            arena.unpin(id);
+        }
+        // Reclaim frees, and truncation takes pages out, only under this
+        // lock: a frame in the slot now is not free and cannot become so.
+        let locked = self.pages.lock(index);
+        let id = self.pages.get(index)?;
         arena.pin(id);
+        drop(locked);
         Some(id)
     }
 
-    /// The frame at `index`, if resident (no pin: the caller keeps it from
-    /// being freed by other means, e.g. its UNSTABLE flag).
+    /// The frame at `index`, if resident (no pin: a hint, or the caller
+    /// keeps it from being freed by other means, e.g. its UNSTABLE flag).
     pub(crate) fn lookup(&self, index: u64) -> Option<FrameId> {
-        self.pages.shard(index).read().get(&index).copied()
+        self.pages.get(index)
     }
 
-    /// The hit path of a copying read: looks the page up and read-locks its
-    /// frame without pinning it. The frame lock is taken (without waiting)
-    /// under the index lock, and reclaim frees a frame only if it can take
-    /// that lock exclusively under the index write lock, so the frame stays
-    /// this page's while the guard lives. `None` if absent, being read in, or
-    /// write-locked: the caller then takes the pinning path.
+    /// The hit path of `File::page`: looks the page up and read-locks its
+    /// frame without pinning it, then checks under the lock that the frame
+    /// is still this page, up to date. Reclaim frees a frame only with its
+    /// write lock, and a new owner fills it only with it, so the frame stays
+    /// this page's bytes while the guard lives. `None` if absent, being
+    /// read in or written, or moving: the caller then takes the pinning
+    /// path.
     #[inline]
     pub(crate) fn find_read<'a>(
         &self,
         arena: &'a Arena,
         index: u64,
     ) -> Option<(FrameId, RwLockReadGuard<'a, ()>)> {
-        let pages = self.pages.shard(index).read();
-        let id = *pages.get(&index)?;
+        let id = self.pages.get(index)?;
         let f = arena.frame(id);
         let guard = f.lock.try_read()?;
-        drop(pages);
-        if f.flags() & UPTODATE == 0 {
+        if !self.is_page(f, index) {
+            drop(guard);
+            arena.release_read(id);
             return None;
         }
         crate::advise::touch(self, f);
         Some((id, guard))
     }
 
-    /// Publishes `frame` (pinned by the caller) at `index`, unless a frame is
-    /// there already: then that one is pinned and returned as `Err`.
-    pub(crate) fn insert(&self, arena: &Arena, index: u64, frame: FrameId) -> Result<(), FrameId> {
-        let mut pages = self.pages.shard(index).write();
-        if let Some(&existing) = pages.get(&index) {
-            arena.pin(existing);
-            return Err(existing);
+    /// The hit path of a copying read: copies `dst.len()` bytes at `at` of
+    /// page `index` with no lock and no pin, and keeps the copy only if the
+    /// frame's version shows no writer and no free since before it (a
+    /// seqlock read). False (with `dst` holding anything) if absent,
+    /// locked for writing, or moving.
+    #[inline]
+    pub(crate) fn read_unlocked(
+        &self,
+        arena: &Arena,
+        index: u64,
+        at: usize,
+        dst: &mut [u8],
+    ) -> bool {
+        let Some(id) = self.pages.get(index) else {
+            return false;
+        };
+        let f = arena.frame(id);
+        let Some(v) = f.lock.version().begin_read() else {
+            return false;
+        };
+        // After `begin_read`'s acquire: the identity the frame's last
+        // writer or free left, which the validation below pins down. A
+        // marker page takes the pinning path, which passes the marker on
+        // holding the page (a marker is set only under the write lock, so
+        // none appears on this page before the validation).
+        if !self.is_page(f, index) || f.flags() & RA_MARKER != 0 {
+            return false;
         }
+        arena.copy_unlocked(id, at, dst);
+        if !f.lock.version().validate(v) {
+            return false;
+        }
+        crate::advise::touch(self, f);
+        true
+    }
+
+    /// Publishes `frame` (pinned and write-locked by the caller) at `index`,
+    /// unless a frame is there already: then that one is pinned and
+    /// returned as `Err`.
+    pub(crate) fn insert(&self, arena: &Arena, index: u64, frame: FrameId) -> Result<(), FrameId> {
+        let locked = self.pages.lock(index);
         let f = arena.frame(frame);
         f.mapping.store(self.id, Ordering::Relaxed);
         f.index.store(index, Ordering::Relaxed);
-        pages.insert(index, frame);
-        Ok(())
+        self.pages
+            .insert(&locked, index, frame)
+            .inspect_err(|&existing| {
+                arena.pin(existing);
+            })
+    }
+
+    /// Takes `frame` out of the index at `index` if it is there (a failed
+    /// read-in); returns whether it was.
+    pub(crate) fn remove(&self, index: u64, frame: FrameId) -> bool {
+        let locked = self.pages.lock(index);
+        self.pages.remove(&locked, index, frame)
     }
 
     /// Number of resident pages.

@@ -22,11 +22,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLockWriteGuard};
+use parking_lot::Mutex;
 
 use crate::backend::read_full;
 use crate::cache::Inner;
-use crate::frame::{FrameId, ORPHAN, RA_MARKER, READAHEAD, UPTODATE};
+use crate::frame::{FrameId, FrameWriteGuard, ORPHAN, RA_MARKER, READAHEAD, UPTODATE};
 use crate::mapping::Mapping;
 use crate::reclaim;
 use crate::stats::add;
@@ -349,7 +349,7 @@ fn take_frames<'a>(
     m: &Mapping,
     start: u64,
     count: u64,
-) -> Vec<(FrameId, RwLockWriteGuard<'a, ()>)> {
+) -> Vec<(FrameId, FrameWriteGuard<'a>)> {
     let arena = &inner.arena;
     let ps = inner.page_size();
     let end = (start + count).min(m.size().div_ceil(ps as u64));
@@ -389,7 +389,7 @@ fn finish(
     inner: &Inner,
     m: &Mapping,
     start: u64,
-    taken: Vec<(FrameId, RwLockWriteGuard<'_, ()>)>,
+    taken: Vec<(FrameId, FrameWriteGuard<'_>)>,
     got: Option<usize>,
     marker: Option<u64>,
 ) {
@@ -420,11 +420,7 @@ fn finish(
             f.set(READAHEAD | UPTODATE | mark);
         } else {
             let index = start + k as u64;
-            let mut pages = m.pages.shard(index).write();
-            if pages.get(&index) == Some(&id) {
-                pages.remove(&index);
-            }
-            drop(pages);
+            m.remove(index, id);
             f.set(ORPHAN);
         }
         drop(guard);

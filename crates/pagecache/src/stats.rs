@@ -1,6 +1,6 @@
 //! Counters, in the spirit of `/proc/vmstat`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const SHARDS: usize = 8;
@@ -25,6 +25,20 @@ impl Counter {
     pub(crate) fn add(&self, n: u64) {
         let i = SHARD.with(|s| *s);
         self.0[i].0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Subtracts `n` (a gauge: shards may go below zero; `get_signed` sums).
+    #[inline]
+    pub(crate) fn sub(&self, n: u64) {
+        let i = SHARD.with(|s| *s);
+        self.0[i].0.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// The sum of a gauge kept with `add` and `sub`.
+    pub(crate) fn get_signed(&self) -> i64 {
+        self.0
+            .iter()
+            .fold(0u64, |a, s| a.wrapping_add(s.0.load(Ordering::Relaxed))) as i64
     }
 
     /// Raises the value to at least `v` (kept in one shard, so `get` is the max).
@@ -255,6 +269,8 @@ thread_local! {
     /// id, the most recently added last). A thread uses few caches, so a
     /// short scan from the end beats a hash on the hit path.
     static THREAD: RefCell<Vec<(u64, ThreadStats)>> = const { RefCell::new(Vec::new()) };
+    /// Where in `THREAD` the last update went.
+    static LAST: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The calling thread's own counts since it started, summed over every
@@ -296,13 +312,24 @@ pub(crate) fn thread_stats_for(cache: u64) -> ThreadStats {
 pub(crate) fn thread_update(cache: u64, f: impl FnOnce(&mut ThreadStats)) {
     THREAD.with(|t| {
         let mut v = t.borrow_mut();
-        if let Some((_, s)) = v.iter_mut().rev().find(|(id, _)| *id == cache) {
-            f(s);
-        } else {
-            let mut s = ThreadStats::default();
-            f(&mut s);
-            v.push((cache, s));
+        // A thread mostly works in one cache: try the entry it used last
+        // before scanning.
+        let last = LAST.with(Cell::get);
+        if let Some((id, s)) = v.get_mut(last) {
+            if *id == cache {
+                f(s);
+                return;
+            }
         }
+        let at = match v.iter().rposition(|(id, _)| *id == cache) {
+            Some(at) => at,
+            None => {
+                v.push((cache, ThreadStats::default()));
+                v.len() - 1
+            }
+        };
+        LAST.with(|l| l.set(at));
+        f(&mut v[at].1);
     });
 }
 

@@ -9,13 +9,14 @@
 //!  DIRTY --writeback start (frame read lock held)--> WRITEBACK
 //!  WRITEBACK --I/O ok--> clean (freed at once if RECLAIM and unpinned)
 //!  WRITEBACK --I/O error--> DIRTY again (the data is kept, retried later)
-//!  clean, unpinned, not WRITEBACK --reclaim under mapping write lock--> FREE
+//!  clean, unpinned, not WRITEBACK --reclaim under the index writer lock--> FREE
 //!  any --truncate--> ORPHAN (out of the mapping): FREE on the last unpin
 //! ```
 //!
-//! Pins are taken only under the owning mapping's index lock (read side) and
-//! reclaim frees only under the write side with a CAS that requires zero pins,
-//! so a pinned frame is never freed. Writers modify page bytes only under the
+//! A pin is a CAS on the state word that refuses a free frame, and reclaim
+//! frees with a CAS that requires zero pins, so a pinned frame is never
+//! freed; a pinner then checks the page index still names the frame
+//! (docs/design.md, "The hit protocol"). Writers modify page bytes only under the
 //! frame's write lock with WRITEBACK clear, and writeback sets WRITEBACK under
 //! the read lock, so the bytes an I/O reads never change under it.
 
@@ -23,17 +24,20 @@ use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+mod seqlock;
 mod state;
 #[cfg(all(test, loom))]
 mod tests;
 
 use crossbeam_queue::ArrayQueue;
-use parking_lot::RwLock;
 
 /// Index of a frame in the arena.
 pub(crate) type FrameId = u32;
 
+pub(crate) use seqlock::{FrameLock, FrameWriteGuard};
 pub(crate) use state::*;
+
+use crate::stats::Counter;
 
 /// One page-sized slot's metadata; the bytes live in the [`Arena`].
 pub(crate) struct Frame {
@@ -44,8 +48,9 @@ pub(crate) struct Frame {
     pub(crate) index: AtomicU64,
     /// Bumped on every free so stale LRU entries can be recognised.
     pub(crate) gen: AtomicU32,
-    /// Guards the page bytes: readers share, writers exclude.
-    pub(crate) lock: RwLock<()>,
+    /// Guards the page bytes: readers share, writers exclude; its version
+    /// lets a reader copy without it (`Arena::copy_unlocked`).
+    pub(crate) lock: FrameLock,
 }
 
 impl Frame {
@@ -86,6 +91,9 @@ pub(crate) struct Arena {
     /// `frames` is parked: out of use, its bytes given back to the system.
     limit: AtomicUsize,
     pub(crate) parked: parking_lot::Mutex<Vec<FrameId>>,
+    /// Frames with at least one pin: +1 on a 0 → 1 pin, −1 on 1 → 0, split
+    /// per thread so that no line bounces on the pin path.
+    pinned: Counter,
 }
 
 // SAFETY: the arena owns its allocation outright; all access to page bytes
@@ -111,7 +119,7 @@ impl Arena {
                 mapping: AtomicU64::new(0),
                 index: AtomicU64::new(0),
                 gen: AtomicU32::new(0),
-                lock: RwLock::new(()),
+                lock: FrameLock::new(),
             })
             .collect::<Box<[_]>>();
         let free = ArrayQueue::new(nframes);
@@ -126,6 +134,7 @@ impl Arena {
             free,
             limit: AtomicUsize::new(limit),
             parked: parking_lot::Mutex::new((limit as FrameId..nframes as FrameId).rev().collect()),
+            pinned: Counter::default(),
         })
     }
 
@@ -189,13 +198,19 @@ impl Arena {
         let id = self.free.pop()?;
         let f = self.frame(id);
         f.state.alloc();
+        self.pinned.add(1);
         Some(id)
     }
 
+    /// Frames with at least one pin now (page guards taken on a hit hold
+    /// the frame by its lock instead, and are not counted).
+    pub(crate) fn nr_pinned(&self) -> usize {
+        usize::try_from(self.pinned.get_signed()).unwrap_or(0)
+    }
+
     /// Frames with at least one pin, or locked (a lock-only reader holds a
-    /// frame as surely as a pin). A walk over the arena, not a counter:
-    /// a shared counter bumped on every pin would bounce between cores on
-    /// the hit path, and only the rare out-of-memory decision needs this.
+    /// frame as surely as a pin). A walk over the arena, for the rare
+    /// out-of-memory decision only.
     pub(crate) fn count_pinned(&self) -> usize {
         self.frames
             .iter()
@@ -220,6 +235,7 @@ impl Arena {
     pub(crate) fn push_free(&self, id: FrameId) {
         let f = self.frame(id);
         f.gen.fetch_add(1, Ordering::Relaxed);
+        f.lock.version().freed();
         debug_assert_eq!(f.flags(), FREE);
         // Capacity equals the frame count and a frame is freed once per
         // allocation, so the queue cannot be full.
@@ -230,13 +246,44 @@ impl Arena {
     /// Returns a frame fresh from `pop_free` that was never published.
     pub(crate) fn release_unused(&self, id: FrameId) {
         self.frame(id).state.release_unused();
+        self.pinned.sub(1);
         self.push_free(id);
     }
 
-    /// Adds a pin. Callers hold the owning mapping's index lock (or own the frame).
+    /// Adds a pin to a frame that cannot be freed meanwhile: one the
+    /// caller owns or pins already, or one in a page index slot the caller
+    /// holds the writer lock of.
     #[inline]
     pub(crate) fn pin(&self, id: FrameId) {
-        self.frame(id).state.pin();
+        if self.frame(id).state.pin() {
+            self.pinned.add(1);
+        }
+    }
+
+    /// Pins a frame found without a lock, unless it is free or an orphan:
+    /// one CAS, which a reclaim CAS on the same word excludes. The caller
+    /// then checks the frame is still the page it looked for.
+    #[inline]
+    pub(crate) fn try_pin(&self, id: FrameId) -> bool {
+        match self.frame(id).state.try_pin() {
+            Some(first) => {
+                if first {
+                    self.pinned.add(1);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Copies `dst.len()` bytes at `at` of frame `id` without its lock. The
+    /// copy is meaningful only if `Version::validate` then accepts the version
+    /// `Version::begin_read` returned before it.
+    #[inline]
+    pub(crate) fn copy_unlocked(&self, id: FrameId, at: usize, dst: &mut [u8]) {
+        assert!(at + dst.len() <= self.page_size, "copy past the page");
+        // SAFETY: page_ptr is in bounds, and so is the range (asserted).
+        unsafe { seqlock::racy_copy(self.page_ptr(id).add(at), dst) }
     }
 
     /// Drops a pin; frees an orphaned frame on its last unpin. Returns whether
@@ -247,6 +294,7 @@ impl Arena {
         if prev & PIN_MASK != 1 {
             return false;
         }
+        self.pinned.sub(1);
         if prev & ORPHAN != 0 {
             self.try_free_orphan(id);
         }
@@ -256,23 +304,37 @@ impl Arena {
     /// Frees an orphan (out of any mapping) once it is unpinned and not under
     /// writeback. Exactly one caller wins the CAS.
     pub(crate) fn try_free_orphan(&self, id: FrameId) -> bool {
-        // A lock-only reader (`Mapping::find_read`) holds no pin; it got the
-        // lock before the page left its index, and no one can take it anew
-        // after, so an unlocked orphan stays unlocked. The reader frees the
-        // orphan itself when it lets go (`release_read`). Reader and
-        // truncation may each miss the other's write (an unlock and a flag
-        // set on different words); then reclaim, meeting the orphan on the
-        // inactive list, frees it (`reclaim::direct::shrink`): late, never
-        // leaked, and without a fence on the hit path.
+        // A page guard taken on a hit holds the frame's read lock and no
+        // pin, and may have found the frame in the index before truncation
+        // took it out. Taking the lock exclusively (not only looking at it)
+        // orders this free against such a reader: one locked after this
+        // sees the frame FREE and lets go. A reader that holds the lock
+        // frees the orphan itself when it lets go (`release_read`). Reader
+        // and truncation may each miss the other's write (an unlock and a
+        // flag set on different words); then reclaim, meeting the orphan on
+        // the inactive list, frees it (`reclaim::direct::shrink`): late,
+        // never leaked, and without a fence on the hit path.
         let f = self.frame(id);
-        if f.lock.is_locked() {
-            return false;
-        }
-        if f.state.try_free_orphan() {
-            self.push_free(id);
-            true
-        } else {
-            false
+        loop {
+            if !f.state.orphan_freeable() {
+                return false;
+            }
+            if let Some(busy) = f.lock.try_write() {
+                if !f.state.try_free_orphan() {
+                    return false;
+                }
+                drop(busy);
+                self.push_free(id);
+                return true;
+            }
+            if !f.lock.is_locked_exclusive() {
+                return false;
+            }
+            // Another freer holds it for a moment (truncation, the last
+            // unpin and the end of writeback may all try at once): had this
+            // one given up, the holder may have looked before the state
+            // became freeable, and nobody would free it.
+            std::thread::yield_now();
         }
     }
 }

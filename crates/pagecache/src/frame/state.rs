@@ -86,17 +86,29 @@ impl FrameState {
 
     /// Records an access: sets REFERENCED, or, on a read-ahead page's first
     /// access, only clears READAHEAD. Skips the read-modify-write when the
-    /// bit is already set.
+    /// bit is already set. A CAS that leaves a free frame alone: an
+    /// optimistic reader marks the page after its copy, holding nothing,
+    /// when the frame may have been freed since (a free frame's word is
+    /// exactly FREE).
     #[inline]
     pub(crate) fn mark_referenced(&self) {
-        let s = self.0.load(Ordering::Relaxed);
-        if s & REFERENCED != 0 {
-            return;
-        }
-        if s & READAHEAD != 0 {
-            self.0.fetch_and(!READAHEAD, Ordering::Relaxed);
-        } else {
-            self.0.fetch_or(REFERENCED, Ordering::Relaxed);
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            if cur & (REFERENCED | FREE) != 0 {
+                return;
+            }
+            let new = if cur & READAHEAD != 0 {
+                cur & !READAHEAD
+            } else {
+                cur | REFERENCED
+            };
+            match self
+                .0
+                .compare_exchange(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
         }
     }
 
@@ -120,6 +132,27 @@ impl FrameState {
         self.0.fetch_add(1, Ordering::AcqRel) & PIN_MASK == 0
     }
 
+    /// Adds a pin unless the frame is free or an orphan; `Some(whether the
+    /// count was zero)` if pinned. A free frame's word is overwritten when
+    /// it is allocated, so a blind add there could be lost or steal a pin.
+    #[inline]
+    pub(crate) fn try_pin(&self) -> Option<bool> {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            if cur & (FREE | ORPHAN) != 0 {
+                return None;
+            }
+            // Strong: no spurious failure for the loom models to loop on.
+            match self
+                .0
+                .compare_exchange(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(cur & PIN_MASK == 0),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     /// Drops a pin; returns the state before.
     #[inline]
     pub(crate) fn unpin(&self) -> u64 {
@@ -129,8 +162,8 @@ impl FrameState {
     }
 
     /// Clean, durable, unpinned, not under writeback, still mapped → FREE.
-    /// The caller holds the mapping's index lock exclusively, so no pin can
-    /// race in.
+    /// A pin racing in changes the word, so the CAS fails; a pinner that
+    /// comes after sees FREE and refuses (`try_pin`).
     pub(crate) fn try_reclaim(&self) -> bool {
         let cur = self.load();
         if cur & (PIN_MASK | DIRTY | WRITEBACK | UNSTABLE | FREE | ORPHAN) != 0 {
@@ -139,6 +172,12 @@ impl FrameState {
         self.0
             .compare_exchange(cur, FREE, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Whether `try_free_orphan` could succeed now.
+    #[inline]
+    pub(crate) fn orphan_freeable(&self) -> bool {
+        self.load() & (ORPHAN | PIN_MASK | WRITEBACK | DIRTY | UNSTABLE | FREE) == ORPHAN
     }
 
     /// ORPHAN, unpinned, not under writeback, its dirty and unstable state

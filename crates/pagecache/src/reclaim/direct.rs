@@ -217,20 +217,20 @@ pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
     };
     let index = f.index.load(Ordering::Relaxed);
     {
-        let mut pages = m.pages.shard(index).write();
-        if pages.get(&index) != Some(&id) {
+        let locked = m.pages.lock(index);
+        if m.pages.get(index) != Some(id) {
             return false;
         }
-        // A reader copying without a pin holds the frame's read lock, taken
-        // under the index lock we now hold exclusively: if it is held, the
-        // frame is in use.
+        // A page guard taken on a hit holds the frame's read lock and no
+        // pin: if the lock is held, the frame is in use. A reader locking
+        // it after this fails its identity check (the frame is FREE).
         let Some(_busy) = f.lock.try_write() else {
             return false;
         };
         if !f.state.try_reclaim() {
             return false;
         }
-        pages.remove(&index);
+        m.pages.remove(&locked, index, id);
     }
     arena.push_free(id);
     if m.handles.load(Ordering::Acquire) == 0 {

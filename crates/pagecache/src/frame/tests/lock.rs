@@ -1,8 +1,8 @@
 //! The frame lock as parking_lot 0.12 builds it (`raw_rwlock.rs`), because
-//! loom's `RwLock` has no `is_locked`: one word with a writer bit and a
-//! reader count; `Acquire` on every lock, `Release` on every unlock (all
-//! read-modify-writes), and `is_locked` a `Relaxed` load. Blocking locks
-//! spin with `yield_now` where parking_lot would park.
+//! the models need the lock word's own history: one word with a writer bit
+//! and a reader count; `Acquire` on every lock, `Release` on every unlock
+//! (all read-modify-writes). Blocking locks spin with `yield_now` where
+//! parking_lot would park.
 //!
 //! Above the lock bits the word counts its own changes, a ghost the real
 //! lock lacks. Every change is a read-modify-write that adds one, so the
@@ -93,9 +93,8 @@ impl FrameLock {
         self.word.fetch_add(ONE_CHANGE - WRITER, Release);
     }
 
-    /// parking_lot's `is_locked` (a `Relaxed` load), with the change read.
-    pub(super) fn is_locked(&self) -> (bool, Change) {
-        let w = self.word.load(Relaxed);
-        (w & LOCK_BITS != 0, change(w))
+    /// parking_lot's `is_locked_exclusive` (a `Relaxed` load).
+    pub(super) fn is_locked_exclusive(&self) -> bool {
+        self.word.load(Relaxed) & WRITER != 0
     }
 }

@@ -1,9 +1,10 @@
-//! Lock-only readers (`Mapping::find_read`): a frame is never freed while
-//! a reader that took its lock without a pin holds it, whether reclaim
-//! (`try_free`, which takes the frame lock exclusively) or truncation
-//! (`try_free_orphan`, which skips a locked frame) frees it; and an orphan
-//! is freed exactly once and never leaked, though reader and truncation
-//! may each miss the other.
+//! Lock-only readers (`Mapping::find_read`), which find the page without a
+//! lock and may lock a frame already taken out: a frame is never freed
+//! while a reader that took its lock without a pin and accepted it holds
+//! it, whether reclaim (`try_free`) or truncation (`try_free_orphan`) frees
+//! it, both taking the frame lock exclusively without waiting; and an
+//! orphan is freed exactly once and never leaked, though reader and
+//! truncation may each miss the other.
 
 use std::sync::atomic::AtomicUsize as StdAtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
@@ -66,18 +67,19 @@ static FREED_BY: [StdAtomicUsize; 3] = [
 
 #[test]
 fn lock_only_reader_vs_truncation() {
+    // Bounded: with the slot read without a lock, the unbounded space is
+    // far larger than the other models'.
     model(
         "lock-only reader vs truncation, then a reclaim sweep",
-        None,
+        Some(3),
         || {
             let p = Page::new(UPTODATE, 1, 1, 1);
             let reader = on_thread(&p, read_hit);
             let by_truncation = p.truncate();
             if by_truncation {
                 // The next owner fills the frame under its write lock
-                // (`get_page`). `is_locked` is a relaxed load, so the free is
-                // not ordered after the reader's copy; the lock is what orders
-                // the fill after it. Then the frame goes back to the free list.
+                // (`get_page`), which orders the fill after any reader's
+                // copy. Then the frame goes back to the free list.
                 p.state.alloc();
                 p.lock.write();
                 p.set_bytes(2);
