@@ -257,10 +257,14 @@ fn cells_scale(runs: &[RunResult], r: &RunResult) -> Vec<String> {
     ]
 }
 
-/// Whether the runs sweep budgets or thread counts.
+/// Whether the timed runs sweep budgets or thread counts (`small-memcg`'s
+/// own small budget is not a sweep).
 fn swept(runs: &[RunResult]) -> bool {
-    runs.iter()
-        .any(|r| r.memory_bytes != runs[0].memory_bytes || r.threads != runs[0].threads)
+    let mut timed = runs.iter().filter(|r| r.work != "fixed");
+    let Some(first) = timed.next() else {
+        return false;
+    };
+    timed.any(|r| r.memory_bytes != first.memory_bytes || r.threads != first.threads)
 }
 
 type Rows = (Vec<String>, Vec<Vec<String>>);
@@ -381,5 +385,49 @@ pub fn markdown(s: &mut String, runs: &[RunResult]) {
             let _ = writeln!(s, "- **{h}**: {d}");
         }
         s.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(workload: &str, work: &str, memory_bytes: u64, threads: usize) -> RunResult {
+        RunResult {
+            workload: workload.into(),
+            policy: "offload".into(),
+            work: work.into(),
+            memory_bytes,
+            threads,
+            ..RunResult::default()
+        }
+    }
+
+    #[test]
+    fn only_hit_has_a_scaling_row_without_a_sweep() {
+        // small-memcg runs at its own 8 MiB: that is not a sweep.
+        let runs = [
+            run("small-memcg", "fixed", 8 << 20, 2),
+            run("hit", "timed", 64 << 20, 2),
+            run("scan", "timed", 64 << 20, 2),
+        ];
+        assert!(!swept(&runs));
+        let (_, _, (_, rows)) = sections(&runs).pop().unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0][0], "hit");
+    }
+
+    #[test]
+    fn a_thread_sweep_gives_every_timed_run_a_row() {
+        let runs = [
+            run("small-memcg", "fixed", 8 << 20, 1),
+            run("scan", "timed", 64 << 20, 1),
+            run("scan", "timed", 64 << 20, 2),
+        ];
+        assert!(swept(&runs));
+        let (title, _, (_, rows)) = sections(&runs).pop().unwrap();
+        assert_eq!(title, "Hit path and scaling");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1][5], "0", "ops/s per thread of an empty run");
     }
 }
