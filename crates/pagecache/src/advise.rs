@@ -13,12 +13,12 @@ use std::sync::{Arc, Weak};
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
 
-use crate::cache::Inner;
 use crate::error::{Error, Result};
 use crate::file::File;
 use crate::frame::{Frame, REFERENCED, UPTODATE};
 use crate::guard::held;
 use crate::mapping::Mapping;
+use crate::state::Inner;
 use crate::{readahead, reclaim, writeback};
 
 /// How a file will be accessed, or what to do with a range of it now: the

@@ -78,11 +78,11 @@ impl File {
         }
     }
 
-    pub(crate) fn inner(&self) -> &crate::cache::Inner {
+    pub(crate) fn inner(&self) -> &crate::state::Inner {
         &self.open.owner.inner
     }
 
-    pub(crate) fn inner_arc(&self) -> &Arc<crate::cache::Inner> {
+    pub(crate) fn inner_arc(&self) -> &Arc<crate::state::Inner> {
         &self.open.owner.inner
     }
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use parking_lot::RwLockReadGuard;
 
 use crate::backend::read_full;
-use crate::cache::Inner;
 use crate::error::{Error, Result};
 use crate::frame::{FrameId, FrameWriteGuard, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
 use crate::guard::held;
 use crate::lru;
 use crate::mapping::Mapping;
 use crate::readahead::{Ra, RaState};
+use crate::state::Inner;
 use crate::stats::inc;
 use crate::throttle::{self, reclaim::TICK};
 use crate::{readahead, reclaim};

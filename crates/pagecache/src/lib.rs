@@ -69,6 +69,7 @@ mod readahead;
 mod reclaim;
 mod resize;
 pub mod stack;
+mod state;
 mod stats;
 mod sync;
 mod throttle;

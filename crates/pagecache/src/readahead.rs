@@ -25,10 +25,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::backend::read_full;
-use crate::cache::Inner;
 use crate::frame::{FrameId, FrameWriteGuard, ORPHAN, RA_MARKER, READAHEAD, UPTODATE};
 use crate::mapping::Mapping;
 use crate::reclaim;
+use crate::state::Inner;
 use crate::stats::add;
 use crate::throttle::reclaim::TICK;
 use crate::{advise, lru};

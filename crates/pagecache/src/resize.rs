@@ -12,11 +12,12 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::cache::{Inner, PageCache};
+use crate::cache::PageCache;
 use crate::config::{Watermarks, MIN_FRAMES};
 use crate::error::{Error, Result};
 use crate::frame::{Arena, FrameId};
 use crate::reclaim;
+use crate::state::Inner;
 use crate::throttle::reclaim::TICK;
 
 /// The watermarks in force, replaced when the budget changes.

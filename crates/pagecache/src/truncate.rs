@@ -8,12 +8,12 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::cache::Inner;
 use crate::error::{Error, Result};
 use crate::filemap::{lock_for_write, MAX_FILE_SIZE};
 use crate::frame::{FrameId, DIRTY, ORPHAN, WRITEBACK};
 use crate::guard::held;
 use crate::mapping::Mapping;
+use crate::state::Inner;
 use crate::writeback::commit;
 
 pub(crate) fn set_len(inner: &Inner, m: &Mapping, new: u64) -> Result<()> {

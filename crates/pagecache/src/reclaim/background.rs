@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::cache::Inner;
+use crate::state::Inner;
 use crate::throttle;
 
 use super::{direct, Reclaimer, BATCH};

@@ -3,13 +3,13 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::cache::Inner;
 use crate::config::Policy;
 use crate::frame::{
     FrameId, ACTIVE, DIRTY, FREE, ORPHAN, PIN_MASK, RECLAIM, REFERENCED, UNSTABLE, WRITEBACK,
 };
 use crate::lru::{self, Entry};
 use crate::stack;
+use crate::state::Inner;
 use crate::stats::{add, inc};
 use crate::writeback::{self, Reason};
 

@@ -14,11 +14,11 @@ pub(crate) mod direct;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::cache::Inner;
 use crate::config::Policy;
 use crate::error::{Error, Result};
 use crate::frame::FrameId;
 use crate::stack::AllocScope;
+use crate::state::Inner;
 use crate::stats::{add, inc, Counter};
 use crate::throttle;
 

@@ -16,9 +16,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::cache::Inner;
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
+use crate::state::Inner;
 use crate::stats::{add, inc};
 
 /// Pauses shorter than this are accumulated rather than slept.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cache::Inner;
+use crate::state::Inner;
 use crate::stats::{add, inc};
 
 /// Longest single wait; the caller re-scans after it either way.

@@ -17,10 +17,10 @@
 use std::io;
 use std::sync::atomic::Ordering;
 
-use crate::cache::Inner;
 use crate::frame::{FrameId, RECLAIM, REFERENCED};
 use crate::mapping::Mapping;
 use crate::reclaim::direct::try_free;
+use crate::state::Inner;
 use crate::stats::{add, inc};
 
 /// Records a completed write of `pages` ((index, frame), frames under

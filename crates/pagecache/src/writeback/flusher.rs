@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cache::Inner;
 use crate::mapping::Mapping;
+use crate::state::Inner;
 use crate::stats::inc;
 use crate::throttle::dirty::{levels, nr_dirty};
 

@@ -13,9 +13,9 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
 
 use super::uring::Ring;
-use crate::cache::Inner;
 use crate::frame::FrameId;
 use crate::mapping::Mapping;
+use crate::state::Inner;
 use crate::stats::add;
 
 /// Contiguous pages of one mapping, written with one vectored I/O.

@@ -23,9 +23,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::cache::Inner;
 use crate::error::{Error, Result};
 use crate::mapping::Mapping;
+use crate::state::Inner;
 use crate::wait::WaitQueue;
 
 pub(crate) use writepages::{writepage_sync, writepages, writepages_around};

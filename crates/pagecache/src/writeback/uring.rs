@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use super::io::Run;
 use super::writepages::{begin_write, end_write, write_blocking};
-use crate::cache::Inner;
+use crate::state::Inner;
 
 /// `user_data` of the no-op that wakes the reaper at shutdown.
 const WAKE: u64 = u64::MAX;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use crossbeam_channel::{unbounded, Receiver};
 
 use crate::backend::write_all_vectored;
-use crate::cache::Inner;
 use crate::frame::{FrameId, DIRTY, ORPHAN, WRITEBACK};
 use crate::mapping::Mapping;
+use crate::state::Inner;
 use crate::stats::{add, inc};
 
 use super::io::Run;
