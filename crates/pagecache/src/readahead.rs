@@ -285,23 +285,35 @@ pub(crate) fn read_with_window(
         taken = taken.len(),
         "readahead window"
     );
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let read = read_frames(inner, m, Some(page), &taken, index * ps as u64);
+    let window_got = read.as_ref().ok().map(|n| n.saturating_sub(ps));
+    finish(inner, m, index + 1, taken, window_got, marker);
+    read.map(|n| n.min(ps))
+}
+
+/// One vectored backend read at `offset` into `first` (the reader's own
+/// page, if any) followed by the `taken` frames. A backend that panics
+/// fails the read like an I/O error.
+fn read_frames(
+    inner: &Inner,
+    m: &Mapping,
+    first: Option<&mut [u8]>,
+    taken: &[(FrameId, FrameWriteGuard<'_>)],
+    offset: u64,
+) -> io::Result<usize> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut bufs = Vec::with_capacity(1 + taken.len());
-        bufs.push(IoSliceMut::new(&mut *page));
+        bufs.extend(first.map(IoSliceMut::new));
         // SAFETY: fresh frames, write-locked by us, not under writeback;
-        // distinct frames do not overlap, nor do they overlap `page`.
+        // distinct frames do not overlap, nor do they overlap `first`.
         bufs.extend(
             taken
                 .iter()
                 .map(|(id, _)| IoSliceMut::new(unsafe { inner.arena.page_mut(*id) })),
         );
-        read_full(m.backend.as_ref(), &mut bufs, index * ps as u64)
+        read_full(m.backend.as_ref(), &mut bufs, offset)
     }))
-    // A backend that panics fails the read like an I/O error.
-    .unwrap_or_else(|_| Err(io::Error::other("the backend panicked")));
-    let window_got = read.as_ref().ok().map(|n| n.saturating_sub(ps));
-    finish(inner, m, index + 1, taken, window_got, marker);
-    read.map(|n| n.min(ps))
+    .unwrap_or_else(|_| Err(io::Error::other("the backend panicked")))
 }
 
 /// Brings pages `start..start + count` in with one read, under a window's
@@ -322,16 +334,7 @@ pub(crate) fn populate_window(
     }
     let n = taken.len() as u64;
     let ps = inner.page_size() as u64;
-    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: fresh frames, write-locked by us, not under writeback;
-        // distinct frames do not overlap.
-        let mut bufs: Vec<IoSliceMut<'_>> = taken
-            .iter()
-            .map(|(id, _)| IoSliceMut::new(unsafe { inner.arena.page_mut(*id) }))
-            .collect();
-        read_full(m.backend.as_ref(), &mut bufs, start * ps)
-    }))
-    .unwrap_or_else(|_| Err(io::Error::other("the backend panicked")));
+    let read = read_frames(inner, m, None, &taken, start * ps);
     crate::trace::slow!(
         trace,
         start,
