@@ -290,7 +290,10 @@ impl File {
         if readahead::take_marker(inner, id) {
             readahead::marker_hit(self.inner_arc(), m, ra, index);
         }
-        self.open.ra.note_read(index);
+        if pinned {
+            // As in `read_at`: only a miss records where this open read.
+            self.open.ra.note_read(index);
+        }
         held::push(m.id, index, false);
         Ok(PageReadGuard {
             arena: &inner.arena,

@@ -113,8 +113,7 @@ pub(crate) fn get_page<'a>(
 
 #[inline]
 pub(crate) fn hit(inner: &Inner) {
-    inc(&inner.counters.hits);
-    crate::stats::thread_update(inner.id, |t| t.hits += 1);
+    crate::stats::thread_hit(inner.id, &inner.counters.thread_hits);
 }
 
 /// Reads page `index` from the backend, with the pages after it in the same
@@ -212,6 +211,7 @@ pub(crate) fn read_at(
     let last = (end - 1) >> ps.trailing_zeros();
     let arena = &inner.arena;
     let mut pos = offset;
+    let mut missed = false;
     while pos < end {
         let (index, in_page, n) = piece(pos, end, ps);
         let at = (pos - offset) as usize;
@@ -225,6 +225,7 @@ pub(crate) fn read_at(
             pos += n as u64;
             continue;
         }
+        missed = true;
         let (id, _) = get_page(inner, m, index, Fill::Read, Some(ra))?;
         let f = arena.frame(id);
         if readahead::take_marker(inner, id) {
@@ -243,7 +244,14 @@ pub(crate) fn read_at(
         arena.unpin(id);
         pos += n as u64;
     }
-    state.note_read(last);
+    // Only a read that left the optimistic path records where it ended: a
+    // hit needs no readahead decision, and random hits from threads sharing
+    // the open would bounce this line between cores on every read. A
+    // sequential reader coming through cached pages is still recognised at
+    // its first miss, by the cached run behind it (`readahead::history`).
+    if missed {
+        state.note_read(last);
+    }
     Ok((end - offset) as usize)
 }
 

@@ -202,6 +202,7 @@ impl Mapping {
         index: u64,
     ) -> Option<(FrameId, RwLockReadGuard<'a, ()>)> {
         let id = self.pages.get(index)?;
+        arena.prefetch(id, 0);
         let f = arena.frame(id);
         let guard = f.lock.try_read()?;
         if !self.is_page(f, index) {
@@ -229,6 +230,7 @@ impl Mapping {
         let Some(id) = self.pages.get(index) else {
             return false;
         };
+        arena.prefetch(id, at);
         let f = arena.frame(id);
         let Some(v) = f.lock.version().begin_read() else {
             return false;

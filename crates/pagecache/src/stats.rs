@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 const SHARDS: usize = 8;
 
@@ -51,12 +52,59 @@ impl Counter {
     }
 }
 
+/// A count kept in one slot per thread, each written only by its thread
+/// with a plain store, and summed on read: the hit path then makes no
+/// atomic read-modify-write at all (a locked add costs little by itself, but
+/// it is a full barrier, so the misses on the frame word and on the page
+/// around it cannot overlap). Slots of threads that have exited are folded
+/// into `retired` when the next thread registers.
+#[derive(Default)]
+pub(crate) struct PerThread {
+    live: parking_lot::Mutex<Vec<Arc<AtomicU64>>>,
+    retired: AtomicU64,
+}
+
+impl PerThread {
+    /// A new slot for the calling thread.
+    fn register(&self) -> Arc<AtomicU64> {
+        let mut live = self.live.lock();
+        let mut kept = Vec::with_capacity(live.len() + 1);
+        for slot in live.drain(..) {
+            // Only this list holds a dead thread's slot: `try_unwrap`
+            // succeeds, and its acquire orders the thread's last store
+            // before the read.
+            match Arc::try_unwrap(slot) {
+                Ok(v) => {
+                    self.retired.fetch_add(v.into_inner(), Ordering::Relaxed);
+                }
+                Err(slot) => kept.push(slot),
+            }
+        }
+        let slot = Arc::new(AtomicU64::new(0));
+        kept.push(Arc::clone(&slot));
+        *live = kept;
+        slot
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        let live = self.live.lock();
+        live.iter()
+            .fold(self.retired.load(Ordering::Relaxed), |a, s| {
+                a + s.load(Ordering::Relaxed)
+            })
+    }
+}
+
 macro_rules! counters {
     ($($(#[$m:meta])* $name:ident,)*) => {
         /// Live counters.
         #[derive(Default)]
         pub(crate) struct Counters {
             $(pub(crate) $name: Counter,)*
+            /// Where hits are counted (the `hits` counter above stays 0):
+            /// one slot per thread, added to `hits` in a snapshot, since a
+            /// hit makes no other count.
+            pub(crate) thread_hits: PerThread,
         }
 
         /// Event counts since the cache was built.
@@ -72,7 +120,9 @@ macro_rules! counters {
 
         impl Counters {
             pub(crate) fn snapshot(&self) -> Events {
-                Events { $($name: self.$name.get(),)* }
+                let mut e = Events { $($name: self.$name.get(),)* };
+                e.hits += self.thread_hits.get();
+                e
             }
         }
 
@@ -264,11 +314,18 @@ pub struct ThreadStats {
     pub reclaim_throttle_events: u64,
 }
 
+/// One cache's counts for the calling thread, and its published hit count.
+struct Entry {
+    cache: u64,
+    stats: ThreadStats,
+    hits: Option<Arc<AtomicU64>>,
+}
+
 thread_local! {
     /// The calling thread's counts, one entry per cache it used (by cache
     /// id, the most recently added last). A thread uses few caches, so a
     /// short scan from the end beats a hash on the hit path.
-    static THREAD: RefCell<Vec<(u64, ThreadStats)>> = const { RefCell::new(Vec::new()) };
+    static THREAD: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
     /// Where in `THREAD` the last update went.
     static LAST: Cell<usize> = const { Cell::new(0) };
 }
@@ -280,11 +337,13 @@ pub fn thread_stats() -> ThreadStats {
     THREAD.with(|t| {
         t.borrow()
             .iter()
-            .fold(ThreadStats::default(), |a, (_, s)| ThreadStats {
-                hits: a.hits + s.hits,
-                misses: a.misses + s.misses,
-                dirty_throttle_events: a.dirty_throttle_events + s.dirty_throttle_events,
-                reclaim_throttle_events: a.reclaim_throttle_events + s.reclaim_throttle_events,
+            .fold(ThreadStats::default(), |a, Entry { stats: s, .. }| {
+                ThreadStats {
+                    hits: a.hits + s.hits,
+                    misses: a.misses + s.misses,
+                    dirty_throttle_events: a.dirty_throttle_events + s.dirty_throttle_events,
+                    reclaim_throttle_events: a.reclaim_throttle_events + s.reclaim_throttle_events,
+                }
             })
     })
 }
@@ -302,34 +361,57 @@ pub(crate) fn thread_stats_for(cache: u64) -> ThreadStats {
         t.borrow()
             .iter()
             .rev()
-            .find(|(id, _)| *id == cache)
-            .map(|(_, s)| *s)
+            .find(|e| e.cache == cache)
+            .map(|e| e.stats)
             .unwrap_or_default()
     })
 }
 
 #[inline]
 pub(crate) fn thread_update(cache: u64, f: impl FnOnce(&mut ThreadStats)) {
+    with_entry(cache, |e| f(&mut e.stats));
+}
+
+/// Counts a hit of the calling thread in the cache `cache`, whose
+/// per-thread sum is `sum`: a plain store into this thread's own slot.
+#[inline]
+pub(crate) fn thread_hit(cache: u64, sum: &PerThread) {
+    with_entry(cache, |e| {
+        e.stats.hits += 1;
+        let slot = e.hits.get_or_insert_with(|| sum.register());
+        // This thread is the slot's only writer, so a load and a store
+        // count exactly; its hits before the slot existed were none (only
+        // this function counts them).
+        slot.store(e.stats.hits, Ordering::Relaxed);
+    });
+}
+
+#[inline]
+fn with_entry(cache: u64, f: impl FnOnce(&mut Entry)) {
     THREAD.with(|t| {
         let mut v = t.borrow_mut();
         // A thread mostly works in one cache: try the entry it used last
         // before scanning.
         let last = LAST.with(Cell::get);
-        if let Some((id, s)) = v.get_mut(last) {
-            if *id == cache {
-                f(s);
+        if let Some(e) = v.get_mut(last) {
+            if e.cache == cache {
+                f(e);
                 return;
             }
         }
-        let at = match v.iter().rposition(|(id, _)| *id == cache) {
+        let at = match v.iter().rposition(|e| e.cache == cache) {
             Some(at) => at,
             None => {
-                v.push((cache, ThreadStats::default()));
+                v.push(Entry {
+                    cache,
+                    stats: ThreadStats::default(),
+                    hits: None,
+                });
                 v.len() - 1
             }
         };
         LAST.with(|l| l.set(at));
-        f(&mut v[at].1);
+        f(&mut v[at]);
     });
 }
 
@@ -343,4 +425,35 @@ pub(crate) fn inc(c: &Counter) {
 #[inline]
 pub(crate) fn add(c: &Counter, n: u64) {
     c.add(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every hit is counted once: by live threads, by threads that have
+    /// exited (folded when a later thread registers), and by the caller.
+    #[test]
+    fn per_thread_hits_sum_exactly_across_exited_threads() {
+        // A cache id no real cache has, so this thread's other entries
+        // cannot mix in.
+        const CACHE: u64 = u64::MAX - 7;
+        let sum = PerThread::default();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let sum = &sum;
+                s.spawn(move || {
+                    for _ in 0..1000 + t {
+                        thread_hit(CACHE, sum);
+                    }
+                });
+            }
+        });
+        assert_eq!(sum.get(), 4006);
+        // The exited threads' slots are folded into `retired` here.
+        thread_hit(CACHE, &sum);
+        assert_eq!(sum.live.lock().len(), 1, "dead threads' slots kept");
+        assert_eq!(sum.get(), 4007);
+        assert_eq!(thread_stats_for(CACHE).hits, 1);
+    }
 }
