@@ -134,6 +134,8 @@ pub struct Config {
     /// whole pages; at most an eighth of the budget is used). A file advised
     /// `Sequential` gets twice this.
     pub(crate) readahead_max: usize,
+    /// Whether the cache's own threads run under `SCHED_BATCH` (`sched.rs`).
+    pub(crate) batch_threads: bool,
 }
 
 impl Default for Config {
@@ -154,6 +156,7 @@ impl Default for Config {
             policy: Policy::Offload,
             background_reclaim: true,
             readahead_max: DEFAULT_READAHEAD_MAX,
+            batch_threads: true,
         }
     }
 }
@@ -232,6 +235,13 @@ impl Config {
         background_reclaim, get_background_reclaim: bool);
     setter!(/// Sets the largest readahead window in bytes.
         readahead_max, get_readahead_max: usize);
+    setter!(/// Runs the cache's own threads (flushers, background reclaimer,
+        /// I/O threads) under Linux's `SCHED_BATCH` (the default): they keep
+        /// their share of the CPU, but their wake-ups do not preempt the
+        /// application's running threads, whose hits would otherwise stall
+        /// behind each writeback completion on a busy machine. `false`
+        /// leaves them under the policy they were started with.
+        batch_threads, get_batch_threads: bool);
 
     getter!(get_memory: memory: usize);
     getter!(get_max_memory: max_memory: Option<usize>);

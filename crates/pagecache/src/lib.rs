@@ -68,6 +68,7 @@ mod publish;
 mod readahead;
 mod reclaim;
 mod resize;
+mod sched;
 pub mod stack;
 mod state;
 mod stats;

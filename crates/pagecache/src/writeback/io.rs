@@ -262,6 +262,7 @@ fn execute(inner: &Inner, run: Run) {
 // The thread owns its receiver for its whole life.
 #[allow(clippy::needless_pass_by_value)]
 fn worker(inner: &Inner, rx: Receiver<Run>) {
+    crate::sched::enter_background(inner);
     loop {
         inner.io.idle.fetch_add(1, Ordering::AcqRel);
         let got = rx.recv();
