@@ -89,6 +89,11 @@ pub struct Args {
     /// kernel allows it: on or off (blocking I/O threads) (default on).
     #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
     pub io_uring: Option<bool>,
+    /// Whether the library's own threads (flushers, background reclaimer,
+    /// I/O threads) run under SCHED_BATCH, so their wake-ups do not preempt
+    /// the workload's threads: on or off (default on).
+    #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
+    pub batch_threads: Option<bool>,
     /// Model a slower device under the library's files: a delay added to
     /// every read and write, like 100us (the kernel policy cannot be run
     /// with it).
@@ -359,6 +364,7 @@ impl Plan {
             io_depth: a.io_depth,
             flushers: a.flushers,
             io_uring: a.io_uring,
+            batch_threads: a.batch_threads,
         };
         for &w in &workloads {
             Knobs::resolve(w, &overrides)?;
