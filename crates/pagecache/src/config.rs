@@ -134,6 +134,9 @@ pub struct Config {
     /// whole pages; at most an eighth of the budget is used). A file advised
     /// `Sequential` gets twice this.
     pub(crate) readahead_max: usize,
+    /// Whether to back the arena with transparent huge pages where the
+    /// kernel has them (see the setter).
+    pub(crate) huge_pages: bool,
 }
 
 impl Default for Config {
@@ -154,6 +157,7 @@ impl Default for Config {
             policy: Policy::Offload,
             background_reclaim: true,
             readahead_max: DEFAULT_READAHEAD_MAX,
+            huge_pages: true,
         }
     }
 }
@@ -232,6 +236,15 @@ impl Config {
         background_reclaim, get_background_reclaim: bool);
     setter!(/// Sets the largest readahead window in bytes.
         readahead_max, get_readahead_max: usize);
+    setter!(/// Backs the arena with 2 MiB transparent huge pages where the kernel
+        /// has them (`madvise(MADV_HUGEPAGE)`; `/sys/kernel/mm/transparent_hugepage/enabled`
+        /// must be `always` or `madvise`), so a hit's page lookup costs fewer
+        /// TLB misses at large budgets. `false` refuses them
+        /// (`MADV_NOHUGEPAGE`) even where the kernel would use them for
+        /// everything. Frames given back by
+        /// [`PageCache::set_memory`](crate::PageCache::set_memory) split
+        /// the huge page they lie in (docs/design.md, "Memory").
+        huge_pages, get_huge_pages: bool);
 
     getter!(get_memory: memory: usize);
     getter!(get_max_memory: max_memory: Option<usize>);

@@ -89,6 +89,10 @@ pub struct Args {
     /// kernel allows it: on or off (blocking I/O threads) (default on).
     #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
     pub io_uring: Option<bool>,
+    /// Whether the library backs its arena with transparent huge pages
+    /// where the kernel has them: on or off (default: the library's).
+    #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
+    pub huge_pages: Option<bool>,
     /// Model a slower device under the library's files: a delay added to
     /// every read and write, like 100us (the kernel policy cannot be run
     /// with it).
@@ -359,6 +363,7 @@ impl Plan {
             io_depth: a.io_depth,
             flushers: a.flushers,
             io_uring: a.io_uring,
+            huge_pages: a.huge_pages,
         };
         for &w in &workloads {
             Knobs::resolve(w, &overrides)?;

@@ -19,6 +19,7 @@ pub struct Overrides {
     pub io_depth: Option<usize>,
     pub flushers: Option<usize>,
     pub io_uring: Option<bool>,
+    pub huge_pages: Option<bool>,
 }
 
 /// The knobs of one run, recorded in its JSON.
@@ -39,6 +40,10 @@ pub struct Knobs {
     /// policy).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub io_uring: Option<bool>,
+    /// Whether the arena asks for transparent huge pages (`None`: not a
+    /// knob of this policy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub huge_pages: Option<bool>,
     /// What the dirty ratios are a percentage of.
     pub dirty_limit_of: String,
     /// The kernel's `vm.dirty_bytes` / `vm.dirty_background_bytes` when set
@@ -87,6 +92,7 @@ impl Knobs {
             io_depth: Some(o.io_depth.unwrap_or(d.get_io_depth())),
             flushers: Some(o.flushers.unwrap_or(d.get_flushers())),
             io_uring: Some(o.io_uring.unwrap_or(d.get_io_uring())),
+            huge_pages: Some(o.huge_pages.unwrap_or(d.get_huge_pages())),
             dirty_limit_of: "the cache's budget".into(),
             dirty_bytes: None,
             dirty_background_bytes: None,
@@ -138,6 +144,7 @@ impl Knobs {
             .io_depth(self.io_depth.unwrap_or(d.get_io_depth()))
             .flushers(self.flushers.unwrap_or(d.get_flushers()))
             .io_uring(self.io_uring.unwrap_or(d.get_io_uring()))
+            .huge_pages(self.huge_pages.unwrap_or(d.get_huge_pages()))
     }
 
     /// What the kernel ran under: `vm.dirty_*` from /proc/sys, a percentage
@@ -161,6 +168,7 @@ impl Knobs {
             io_depth: None,
             flushers: None,
             io_uring: None,
+            huge_pages: None,
             dirty_limit_of: if nonzero(read("dirty_bytes")).is_some() {
                 "bytes (vm.dirty_bytes, machine-wide)".into()
             } else if cgroup_v2 {
