@@ -136,6 +136,9 @@ pub struct Config {
     pub(crate) readahead_max: usize,
     /// Whether the cache's own threads run under `SCHED_BATCH` (`sched.rs`).
     pub(crate) batch_threads: bool,
+    /// Whether to back the arena with transparent huge pages where the
+    /// kernel has them (see the setter).
+    pub(crate) huge_pages: bool,
 }
 
 impl Default for Config {
@@ -157,6 +160,7 @@ impl Default for Config {
             background_reclaim: true,
             readahead_max: DEFAULT_READAHEAD_MAX,
             batch_threads: true,
+            huge_pages: true,
         }
     }
 }
@@ -242,6 +246,15 @@ impl Config {
         /// behind each writeback completion on a busy machine. `false`
         /// leaves them under the policy they were started with.
         batch_threads, get_batch_threads: bool);
+    setter!(/// Backs the arena with 2 MiB transparent huge pages where the kernel
+        /// has them (`madvise(MADV_HUGEPAGE)`; `/sys/kernel/mm/transparent_hugepage/enabled`
+        /// must be `always` or `madvise`), so a hit's page lookup costs fewer
+        /// TLB misses at large budgets. `false` refuses them
+        /// (`MADV_NOHUGEPAGE`) even where the kernel would use them for
+        /// everything. Frames given back by
+        /// [`PageCache::set_memory`](crate::PageCache::set_memory) split
+        /// the huge page they lie in (docs/design.md, "Memory").
+        huge_pages, get_huge_pages: bool);
 
     getter!(get_memory: memory: usize);
     getter!(get_max_memory: max_memory: Option<usize>);

@@ -225,7 +225,19 @@ mod tests {
 
     #[test]
     fn parked_frames_give_their_memory_back() {
-        let cache = PageCache::new(Config::new(512 * 4096)).unwrap();
+        parked_frames_give_their_memory_back_with(false);
+    }
+
+    /// The arena here is one 2 MiB huge page where the kernel has them (all
+    /// 512 frames are in memory after 480 are written); each frame given back
+    /// splits it, and its own 4 KiB leave memory.
+    #[test]
+    fn parked_frames_give_their_memory_back_from_huge_pages() {
+        parked_frames_give_their_memory_back_with(true);
+    }
+
+    fn parked_frames_give_their_memory_back_with(huge: bool) {
+        let cache = PageCache::new(Config::new(512 * 4096).huge_pages(huge)).unwrap();
         let file = cache.open_backend(MemBackend::new()).unwrap();
         file.write_at(&vec![0xa5; 480 * 4096], 0).unwrap();
         file.sync().unwrap();

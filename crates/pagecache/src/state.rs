@@ -90,12 +90,14 @@ impl Inner {
     pub(crate) fn new(cfg: Config, wm: Watermarks) -> Result<Self> {
         let frames = cfg.frames();
         Ok(Inner {
-            arena: Arena::new(cfg.max_frames(), frames, cfg.page_size).ok_or_else(|| {
-                Error::Config(format!(
-                    "memory {} bytes could not be allocated",
-                    cfg.max_memory.unwrap_or(cfg.memory)
-                ))
-            })?,
+            arena: Arena::new(cfg.max_frames(), frames, cfg.page_size, cfg.huge_pages).ok_or_else(
+                || {
+                    Error::Config(format!(
+                        "memory {} bytes could not be allocated",
+                        cfg.max_memory.unwrap_or(cfg.memory)
+                    ))
+                },
+            )?,
             lru: Lru::default(),
             registry: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),

@@ -94,6 +94,10 @@ pub struct Args {
     /// the workload's threads: on or off (default on).
     #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
     pub batch_threads: Option<bool>,
+    /// Whether the library backs its arena with transparent huge pages
+    /// where the kernel has them: on or off (default: the library's).
+    #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
+    pub huge_pages: Option<bool>,
     /// Model a slower device under the library's files: a delay added to
     /// every read and write, like 100us (the kernel policy cannot be run
     /// with it).
@@ -365,6 +369,7 @@ impl Plan {
             flushers: a.flushers,
             io_uring: a.io_uring,
             batch_threads: a.batch_threads,
+            huge_pages: a.huge_pages,
         };
         for &w in &workloads {
             Knobs::resolve(w, &overrides)?;

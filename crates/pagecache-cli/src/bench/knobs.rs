@@ -20,6 +20,7 @@ pub struct Overrides {
     pub flushers: Option<usize>,
     pub io_uring: Option<bool>,
     pub batch_threads: Option<bool>,
+    pub huge_pages: Option<bool>,
 }
 
 /// The knobs of one run, recorded in its JSON.
@@ -44,6 +45,10 @@ pub struct Knobs {
     /// knob of this policy).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub batch_threads: Option<bool>,
+    /// Whether the arena asks for transparent huge pages (`None`: not a
+    /// knob of this policy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub huge_pages: Option<bool>,
     /// What the dirty ratios are a percentage of.
     pub dirty_limit_of: String,
     /// The kernel's `vm.dirty_bytes` / `vm.dirty_background_bytes` when set
@@ -93,6 +98,7 @@ impl Knobs {
             flushers: Some(o.flushers.unwrap_or(d.get_flushers())),
             io_uring: Some(o.io_uring.unwrap_or(d.get_io_uring())),
             batch_threads: Some(o.batch_threads.unwrap_or(d.get_batch_threads())),
+            huge_pages: Some(o.huge_pages.unwrap_or(d.get_huge_pages())),
             dirty_limit_of: "the cache's budget".into(),
             dirty_bytes: None,
             dirty_background_bytes: None,
@@ -145,6 +151,7 @@ impl Knobs {
             .flushers(self.flushers.unwrap_or(d.get_flushers()))
             .io_uring(self.io_uring.unwrap_or(d.get_io_uring()))
             .batch_threads(self.batch_threads.unwrap_or(d.get_batch_threads()))
+            .huge_pages(self.huge_pages.unwrap_or(d.get_huge_pages()))
     }
 
     /// What the kernel ran under: `vm.dirty_*` from /proc/sys, a percentage
@@ -169,6 +176,7 @@ impl Knobs {
             flushers: None,
             io_uring: None,
             batch_threads: None,
+            huge_pages: None,
             dirty_limit_of: if nonzero(read("dirty_bytes")).is_some() {
                 "bytes (vm.dirty_bytes, machine-wide)".into()
             } else if cgroup_v2 {

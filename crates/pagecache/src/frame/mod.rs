@@ -20,10 +20,9 @@
 //! frame's write lock with WRITEBACK clear, and writeback sets WRITEBACK under
 //! the read lock, so the bytes an I/O reads never change under it.
 
-use std::alloc::{self, Layout};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+mod memory;
 mod seqlock;
 mod state;
 #[cfg(all(test, loom))]
@@ -88,8 +87,7 @@ impl Frame {
 /// The arena: frame metadata, page bytes, and the free list.
 pub(crate) struct Arena {
     pub(crate) frames: Box<[Frame]>,
-    base: NonNull<u8>,
-    layout: Layout,
+    bytes: memory::Region,
     pub(crate) page_size: usize,
     free: ArrayQueue<FrameId>,
     /// Frames the budget allows now (`PageCache::set_memory`); the rest of
@@ -101,7 +99,7 @@ pub(crate) struct Arena {
     pinned: Counter,
 }
 
-// SAFETY: the arena owns its allocation outright; all access to page bytes
+// SAFETY: the arena owns its mapping outright; all access to page bytes
 // goes through `page_ptr`, whose callers synchronise through each frame's lock
 // and WRITEBACK flag (see the module comment).
 unsafe impl Send for Arena {}
@@ -109,15 +107,11 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    /// `None` if the page bytes cannot be allocated (a budget larger than
-    /// the machine can give).
-    pub(crate) fn new(nframes: usize, limit: usize, page_size: usize) -> Option<Self> {
-        let layout = Layout::from_size_align(nframes * page_size, page_size.max(4096))
-            .expect("validated config gives a valid layout");
-        // SAFETY: the layout has non-zero size (config validation ensures at
-        // least MIN_FRAMES frames of at least 512 bytes).
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
-        let base = NonNull::new(ptr)?;
+    /// `None` if the page bytes cannot be mapped (a budget larger than the
+    /// machine's address space). `huge`: back them with transparent huge
+    /// pages where the kernel has them (`Config::huge_pages`).
+    pub(crate) fn new(nframes: usize, limit: usize, page_size: usize, huge: bool) -> Option<Self> {
+        let bytes = memory::Region::new(nframes.checked_mul(page_size)?, huge)?;
         let frames = (0..nframes)
             .map(|_| Frame {
                 state: FrameState::new_free(),
@@ -133,8 +127,7 @@ impl Arena {
         }
         Some(Arena {
             frames,
-            base,
-            layout,
+            bytes,
             page_size,
             free,
             limit: AtomicUsize::new(limit),
@@ -172,8 +165,8 @@ impl Arena {
         // that trusts it, and a frame id comes from internal tables only, so
         // a bad one is a bug to stop at, not memory to corrupt.
         assert!((id as usize) < self.frames.len(), "frame {id} out of range");
-        // SAFETY: id < nframes, so the offset stays inside the allocation.
-        unsafe { self.base.as_ptr().add(id as usize * self.page_size) }
+        // SAFETY: id < nframes, so the offset stays inside the mapping.
+        unsafe { self.bytes.base().as_ptr().add(id as usize * self.page_size) }
     }
 
     /// Starts loading the first line of the page at `at` of frame `id` into
@@ -360,12 +353,5 @@ impl Arena {
             // became freeable, and nobody would free it.
             std::thread::yield_now();
         }
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly this layout, freed once.
-        unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
     }
 }

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::pinned::with_pinned;
 use super::{assemble, phase, warm, Checker, FileSpec, Params, Phase, Roles, ThreadOut};
 use crate::bench::block::{Rng, BLOCK};
 use crate::bench::report::RunResult;
@@ -154,8 +155,8 @@ fn pins(
 }
 
 /// Raw 4 KiB copies from the arena: every page of the working set pinned
-/// once per thread, then copied from at random, with the same checks. Each
-/// thread times its own copy loop, so pinning the pages is not counted.
+/// (`with_pinned`), then copied from at random by every thread, with the same
+/// checks. Each thread times its own copy loop, so pinning is not counted.
 fn memcpy(
     c: &CacheStore,
     p: &Params,
@@ -164,15 +165,9 @@ fn memcpy(
     d: Duration,
     round: u32,
 ) -> Result<(u64, f64, bool), CliError> {
-    let file = &c.files[0];
-    let ph = phase(c, p.threads, d + Duration::from_millis(200), |t, ctx| {
-        let mut out = ThreadOut::<f64>::new(1);
-        let mut guards = Vec::with_capacity(n as usize);
-        for b in 0..n {
-            guards.push(file.page(b).map_err(CliError::Cache)?);
-        }
-        {
-            let pages: Vec<&[u8]> = guards.iter().map(|g| &**g).collect();
+    let ph = with_pinned(&c.files[0], n, |pages| {
+        phase(c, p.threads, d, |t, ctx| {
+            let mut out = ThreadOut::<f64>::new(1);
             let mut rng = Rng::new(p.seed ^ 0x200 ^ t as u64 ^ (round as u64) << 32);
             let mut buf = AlignedBuf::new(BLOCK);
             let buf = buf.as_mut_slice();
@@ -193,12 +188,8 @@ fn memcpy(
                 i += 1;
             }
             out.state = start.elapsed().as_secs_f64();
-        }
-        // Last pinned first: each unpin finds its entry at the end.
-        while let Some(g) = guards.pop() {
-            drop(g);
-        }
-        Ok(out)
+            Ok(out)
+        })
     })?;
     let ops: u64 = ph.outs.iter().map(|o| o.roles[0].ops).sum();
     let ok = ph.outs.iter().all(|o| o.check.failures == 0);

@@ -8,6 +8,7 @@ mod mapped_stream;
 mod mixed;
 mod ops;
 mod phase;
+mod pinned;
 mod randwrite;
 mod readers_writer;
 mod scan;
