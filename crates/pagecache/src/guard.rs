@@ -10,27 +10,106 @@ use crate::frame::{Arena, FrameId, FrameWriteGuard};
 /// wait on one of them returns [`Error::WouldDeadlock`](crate::Error) instead.
 pub(crate) mod held {
     use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
 
     use crate::error::{Error, Result};
 
     thread_local! {
         static COUNT: Cell<usize> = const { Cell::new(0) };
-        static HELD: RefCell<Vec<(u64, u64, bool)>> = const { RefCell::new(Vec::new()) };
+        static HELD: RefCell<Held> = const {
+            RefCell::new(Held { list: Vec::new(), map: None })
+        };
+    }
+
+    /// Guards held past this many go into a map: a thread that pins a whole
+    /// range would otherwise compare every new page with every page it holds.
+    const SPILL: usize = 16;
+
+    /// The guards one thread holds: a short list (a thread usually holds a
+    /// few), or, past `SPILL`, (mapping, index) -> (read, write) guards.
+    pub(super) struct Held {
+        list: Vec<(u64, u64, bool)>,
+        map: Option<HashMap<(u64, u64), (u32, u32)>>,
+    }
+
+    impl Held {
+        pub(super) fn push(&mut self, mapping: u64, index: u64, write: bool) {
+            if let Some(map) = &mut self.map {
+                let e = map.entry((mapping, index)).or_default();
+                if write {
+                    e.1 += 1;
+                } else {
+                    e.0 += 1;
+                }
+                return;
+            }
+            self.list.push((mapping, index, write));
+            if self.list.len() > SPILL {
+                let mut map = HashMap::with_capacity(4 * SPILL);
+                for (m, i, w) in self.list.drain(..) {
+                    let e: &mut (u32, u32) = map.entry((m, i)).or_default();
+                    if w {
+                        e.1 += 1;
+                    } else {
+                        e.0 += 1;
+                    }
+                }
+                self.map = Some(map);
+            }
+        }
+
+        pub(super) fn pop(&mut self, mapping: u64, index: u64, write: bool) {
+            if let Some(map) = &mut self.map {
+                if let Some(e) = map.get_mut(&(mapping, index)) {
+                    let n = if write { &mut e.1 } else { &mut e.0 };
+                    *n = n.saturating_sub(1);
+                    if *e == (0, 0) {
+                        map.remove(&(mapping, index));
+                    }
+                }
+                if map.is_empty() {
+                    self.map = None;
+                }
+                return;
+            }
+            let e = (mapping, index, write);
+            if let Some(pos) = self.list.iter().rposition(|&x| x == e) {
+                self.list.swap_remove(pos);
+            }
+        }
+
+        /// Whether read guards, and whether write guards, are held on the page.
+        pub(super) fn on(&self, mapping: u64, index: u64) -> (bool, bool) {
+            if let Some(map) = &self.map {
+                return map
+                    .get(&(mapping, index))
+                    .map_or((false, false), |&(r, w)| (r > 0, w > 0));
+            }
+            self.list
+                .iter()
+                .filter(|&&(m, i, _)| m == mapping && i == index)
+                .fold((false, false), |(r, w), &(_, _, x)| (r || !x, w || x))
+        }
+
+        /// Whether any guard held is on a mapping and of a kind `f` accepts.
+        pub(super) fn any(&self, f: impl Fn(u64, bool) -> bool) -> bool {
+            match &self.map {
+                Some(map) => map
+                    .iter()
+                    .any(|(&(m, _), &(r, w))| (r > 0 && f(m, false)) || (w > 0 && f(m, true))),
+                None => self.list.iter().any(|&(m, _, w)| f(m, w)),
+            }
+        }
     }
 
     pub(crate) fn push(mapping: u64, index: u64, write: bool) {
         COUNT.with(|c| c.set(c.get() + 1));
-        HELD.with(|h| h.borrow_mut().push((mapping, index, write)));
+        HELD.with(|h| h.borrow_mut().push(mapping, index, write));
     }
 
     pub(crate) fn pop(mapping: u64, index: u64, write: bool) {
         COUNT.with(|c| c.set(c.get() - 1));
-        HELD.with(|h| {
-            let mut h = h.borrow_mut();
-            if let Some(pos) = h.iter().rposition(|&e| e == (mapping, index, write)) {
-                h.swap_remove(pos);
-            }
-        });
+        HELD.with(|h| h.borrow_mut().pop(mapping, index, write));
     }
 
     /// Errors if taking the page (for writing if `write`) would wait on a
@@ -41,20 +120,13 @@ pub(crate) mod held {
         if COUNT.with(std::cell::Cell::get) == 0 {
             return Ok(false);
         }
-        HELD.with(|h| {
-            let mut reading = false;
-            for &(m, i, w) in h.borrow().iter() {
-                if m == mapping && i == index {
-                    if w || write {
-                        return Err(Error::WouldDeadlock(
-                            "accessing a page this thread holds a guard on",
-                        ));
-                    }
-                    reading = true;
-                }
-            }
-            Ok(reading)
-        })
+        let (reading, writing) = HELD.with(|h| h.borrow().on(mapping, index));
+        if writing || (reading && write) {
+            return Err(Error::WouldDeadlock(
+                "accessing a page this thread holds a guard on",
+            ));
+        }
+        Ok(reading)
     }
 
     /// Whether this thread holds any guard.
@@ -65,20 +137,59 @@ pub(crate) mod held {
 
     /// Whether this thread holds any guard on the mapping.
     pub(crate) fn any_on(mapping: u64) -> bool {
-        COUNT.with(std::cell::Cell::get) != 0
-            && HELD.with(|h| h.borrow().iter().any(|&(m, _, _)| m == mapping))
+        COUNT.with(std::cell::Cell::get) != 0 && HELD.with(|h| h.borrow().any(|m, _| m == mapping))
     }
 
     /// Whether this thread holds any write guard.
     pub(crate) fn any_write() -> bool {
-        COUNT.with(std::cell::Cell::get) != 0
-            && HELD.with(|h| h.borrow().iter().any(|&(_, _, w)| w))
+        COUNT.with(std::cell::Cell::get) != 0 && HELD.with(|h| h.borrow().any(|_, w| w))
     }
 
     /// Whether this thread holds a write guard on the mapping.
     pub(crate) fn write_on(mapping: u64) -> bool {
         COUNT.with(std::cell::Cell::get) != 0
-            && HELD.with(|h| h.borrow().iter().any(|&(m, _, w)| m == mapping && w))
+            && HELD.with(|h| h.borrow().any(|m, w| m == mapping && w))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn held() -> Held {
+            Held {
+                list: Vec::new(),
+                map: None,
+            }
+        }
+
+        /// The same answers from the list and, past `SPILL`, from the map,
+        /// and back to the list once the map empties.
+        #[test]
+        fn many_guards_spill_into_a_map_with_the_same_answers() {
+            let mut h = held();
+            for n in [SPILL / 2, 10 * SPILL] {
+                for i in 0..n as u64 {
+                    h.push(1, i, false);
+                }
+                h.push(1, 0, false); // a second read guard on page 0
+                h.push(2, 7, true);
+                assert_eq!(h.map.is_some(), n > SPILL);
+                assert_eq!(h.on(1, 3), (true, false));
+                assert_eq!(h.on(1, n as u64), (false, false));
+                assert_eq!(h.on(2, 7), (false, true));
+                assert!(h.any(|m, w| m == 2 && w));
+                assert!(!h.any(|m, w| m == 1 && w));
+                h.pop(1, 0, false);
+                assert_eq!(h.on(1, 0), (true, false), "one of two guards left");
+                h.pop(2, 7, true);
+                assert!(!h.any(|_, w| w));
+                for i in 0..n as u64 {
+                    h.pop(1, i, false);
+                }
+                assert_eq!(h.on(1, 0), (false, false));
+                assert!(h.map.is_none() && h.list.is_empty());
+            }
+        }
     }
 }
 
