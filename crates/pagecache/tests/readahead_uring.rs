@@ -249,3 +249,55 @@ fn a_read_error_reaches_the_reader_whose_window_failed_on_the_ring() {
     f.read_at(&mut buf, 0).unwrap();
     assert!(buf[..] == expect[..PAGE]);
 }
+
+/// Refuses, as `preadv` does, a read into more than 1024 buffers.
+struct IovMax(MemBackend);
+
+impl Backend for IovMax {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+    fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+        if bufs.len() > 1024 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut done = 0;
+        for b in bufs.iter_mut() {
+            let n = self.0.read_at(b, offset + done as u64)?;
+            done += n;
+            if n < b.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+    fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        self.0.write_vectored_at(bufs, offset)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.0.sync()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.0.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+#[test]
+fn a_window_of_more_pages_than_iov_max_is_read_in_several_calls() {
+    // `Sequential` reads twice `readahead_max` from the first miss: 2048
+    // pages here, past the 1024 buffers one `preadv` takes.
+    let cache = PageCache::new(Config::new(64 << 20).readahead_max(4 << 20)).unwrap();
+    let len = 12 << 20;
+    let expect: Vec<u8> = (0..len)
+        .map(|i| (i / PAGE) as u8 ^ (i % 13) as u8)
+        .collect();
+    let f = cache
+        .open_backend(IovMax(MemBackend::with_contents(expect.clone())))
+        .unwrap();
+    f.advise(0..0, pagecache::Advice::Sequential).unwrap();
+    scan_and_check(&f, &expect);
+    assert!(cache.stats().events.pages_readahead > 2048);
+}
