@@ -1,7 +1,8 @@
 //! Readahead through io_uring: a window submitted on the ring lands the
 //! file's bytes, short or refused ring reads are finished through the
 //! backend, failed ones leave the reader to read (and fail) itself, and
-//! caches or backends without a ring read ahead on the background threads.
+//! caches or backends without a ring read ahead on the background threads;
+//! readahead reclaims clean pages for its windows rather than cut them.
 
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -300,4 +301,24 @@ fn a_window_of_more_pages_than_iov_max_is_read_in_several_calls() {
     f.advise(0..0, pagecache::Advice::Sequential).unwrap();
     scan_and_check(&f, &expect);
     assert!(cache.stats().events.pages_readahead > 2048);
+}
+
+#[test]
+fn readahead_reclaims_clean_pages_rather_than_cut_its_window() {
+    // No background reclaimer: once the free frames are down to the low
+    // watermark, only readahead's own reclaim can make room for a window.
+    let cache = PageCache::new(Config::new(BUDGET).background_reclaim(false)).unwrap();
+    let expect = contents();
+    let f = cache
+        .open_backend(MemBackend::with_contents(expect.clone()))
+        .unwrap();
+    scan_and_check(&f, &expect);
+    let e = cache.stats().events;
+    assert!(e.pgsteal_background > 0, "readahead freed pages itself");
+    assert!(
+        e.pages_readahead * 10 > e.pages_read * 9,
+        "windows were not cut: {} of {} pages read ahead",
+        e.pages_readahead,
+        e.pages_read
+    );
 }
