@@ -17,9 +17,11 @@
 //! that hit the marker inserts the window's pages write-locked, queues one
 //! vectored read per piece and goes on; the ring's reaper thread publishes
 //! the pages (`RingRead::complete`). Elsewhere the pieces go to the
-//! background reader threads (advise.rs). Its pages enter the inactive list unreferenced and
-//! their first access does not count as a reference (the READAHEAD flag), so
-//! a scan read this way cannot push out the hot set.
+//! background reader threads (advise.rs).
+//!
+//! Read-ahead pages enter the inactive list unreferenced and their first
+//! access does not count as a reference (the READAHEAD flag), so a scan
+//! read this way cannot push out the hot set.
 //!
 //! The state is per open, not per file, so two readers with their own opens
 //! keep their own windows; a marker hit by an open whose window it is not
@@ -294,13 +296,6 @@ fn read_on_ring(
         }
         let n = taken.len() as u64;
         let offset = start * ps;
-        let iov: Vec<libc::iovec> = taken
-            .iter()
-            .map(|(id, _)| libc::iovec {
-                iov_base: inner.arena.page_ptr(*id).cast(),
-                iov_len: ps as usize,
-            })
-            .collect();
         let fd = {
             // SAFETY: fresh frames, write-locked by us; these slices only
             // show the backend the buffers and are gone before the read.
@@ -318,6 +313,16 @@ fn read_on_ring(
             left = Some(start..pages.end);
             break;
         };
+        // The kernel writes the frames through these until the reaper
+        // completes the read; nothing else touches them meanwhile (see
+        // `Iovecs`).
+        let iov: Vec<libc::iovec> = taken
+            .iter()
+            .map(|(id, _)| libc::iovec {
+                iov_base: inner.arena.page_ptr(*id).cast(),
+                iov_len: ps as usize,
+            })
+            .collect();
         let read = RingRead {
             mapping: m.clone(),
             start,
