@@ -138,14 +138,9 @@ impl PageCache {
             threads: Mutex::new(Vec::new()),
         };
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| -> Result<()> {
-            let inner2 = inner.clone();
             let t = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || {
-                    crate::sched::enter_background(&inner2);
-                    drop(inner2);
-                    f();
-                })
+                .spawn(f)
                 .map_err(|e| Error::io("spawning a cache thread", None, e))?;
             owner.threads.lock().push(t);
             Ok(())

@@ -8,10 +8,20 @@
 //! finds its pages resident or in flight and never waits on a read it
 //! issued itself. A random miss reads one page.
 //!
-//! Readahead only takes free frames above the low watermark: it never
-//! reclaims or waits. Its pages enter the inactive list unreferenced and
-//! their first access does not count as a reference (the READAHEAD flag), so
-//! a scan read this way cannot push out the hot set.
+//! Readahead takes free frames above the low watermark, and below it frees
+//! clean pages from the inactive tail itself (never writing, never
+//! waiting); where that frees nothing it stops.
+//!
+//! An asynchronous window goes through the cache's `io_uring` where the
+//! backend gives a descriptor for it (`Backend::async_read_fd`): the reader
+//! that hit the marker inserts the window's pages write-locked, queues one
+//! vectored read per piece and goes on; the ring's reaper thread publishes
+//! the pages (`RingRead::complete`). Elsewhere the pieces go to the
+//! background reader threads (advise.rs).
+//!
+//! Read-ahead pages enter the inactive list unreferenced and their first
+//! access does not count as a reference (the READAHEAD flag), so a scan
+//! read this way cannot push out the hot set.
 //!
 //! The state is per open, not per file, so two readers with their own opens
 //! keep their own windows; a marker hit by an open whose window it is not
@@ -19,27 +29,33 @@
 
 use std::io::{self, IoSliceMut};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::backend::read_full;
+use crate::config::Policy;
 use crate::frame::{FrameId, FrameWriteGuard, ORPHAN, RA_MARKER, READAHEAD, UPTODATE};
 use crate::mapping::Mapping;
-use crate::reclaim;
+use crate::reclaim::{self, Reclaimer};
 use crate::state::Inner;
-use crate::stats::add;
+use crate::stats::{add, inc};
 use crate::throttle::reclaim::TICK;
+use crate::writeback::uring::Iovecs;
 use crate::{advise, lru};
 
 /// How many times a background reader waits for free frames within one
 /// piece of a window before leaving the rest to the reader's misses.
 const REFILL_WAITS: u32 = 2;
 
-/// Largest single read of an asynchronous window: a larger window is read
-/// as several reads in flight at once.
-const PIECE_BYTES: usize = 512 << 10;
+/// An asynchronous window is read as `PIECES` reads in flight at once, each
+/// of `MIN_PIECE..=MAX_PIECE` bytes: a device reads a few large requests
+/// faster than one (and one faster than many small ones).
+const PIECES: u64 = 4;
+const MIN_PIECE: usize = 512 << 10;
+const MAX_PIECE: usize = 2 << 20;
 
 /// An open's readahead state (the kernel's `file_ra_state`).
 #[derive(Default)]
@@ -47,6 +63,9 @@ pub(crate) struct RaState {
     window: Mutex<Window>,
     /// One past the last page read through this open (0: none yet).
     prev: AtomicU64,
+    /// The backend gave no descriptor for a ring read: this open's windows
+    /// go to the background readers without asking again.
+    no_ring: AtomicBool,
 }
 
 /// The last window: pages `start..start + size`, of which the last
@@ -231,12 +250,164 @@ pub(crate) fn marker_hit(inner: &Arc<Inner>, m: &Arc<Mapping>, ra: Ra<'_>, index
     if next.start >= end {
         return;
     }
+    let piece = piece_pages(inner, next.size);
+    let Some(rest) = read_on_ring(inner, m, ra.state, next.start..end, next.marker(), piece) else {
+        return;
+    };
     // Readahead is a hint: if the background reader cannot be started, the
     // reader's own misses read the pages instead.
-    let piece = (PIECE_BYTES / inner.page_size()).max(1) as u64;
     let _ = inner
         .prefetcher
-        .readahead(inner, m, next.start..end, next.marker(), piece);
+        .readahead(inner, m, rest, next.marker(), piece);
+}
+
+/// Pages per read of an asynchronous window of `size` pages.
+fn piece_pages(inner: &Inner, size: u64) -> u64 {
+    let ps = inner.page_size() as u64;
+    let bytes = (size * ps / PIECES).clamp(MIN_PIECE as u64, MAX_PIECE as u64);
+    (bytes / ps).max(1)
+}
+
+/// Queues the window `pages` on the cache's ring, one read per `piece`
+/// pages, and submits them. Returns the pages left for the background
+/// readers (`None`: none), which is all of them where there is no ring or
+/// the backend gives no descriptor. Like a background reader, it stops at
+/// a resident page or where no frame can be had.
+fn read_on_ring(
+    inner: &Inner,
+    m: &Arc<Mapping>,
+    state: &RaState,
+    pages: Range<u64>,
+    marker: u64,
+    piece: u64,
+) -> Option<Range<u64>> {
+    let ring = match &inner.io.ring {
+        Some(r) if r.has_reads() && !state.no_ring.load(Ordering::Relaxed) => r,
+        _ => return Some(pages),
+    };
+    let ps = inner.page_size() as u64;
+    let mut start = pages.start;
+    let mut left = None;
+    while start < pages.end {
+        let want = (pages.end - start).min(piece);
+        let taken = take_frames(inner, m, start, want);
+        if taken.is_empty() {
+            break;
+        }
+        let n = taken.len() as u64;
+        let offset = start * ps;
+        let fd = {
+            // SAFETY: fresh frames, write-locked by us; these slices only
+            // show the backend the buffers and are gone before the read.
+            let bufs: Vec<IoSliceMut<'_>> = taken
+                .iter()
+                .map(|(id, _)| IoSliceMut::new(unsafe { inner.arena.page_mut(*id) }))
+                .collect();
+            m.backend
+                .async_read_fd(&bufs, offset)
+                .map(|fd| fd.as_raw_fd())
+        };
+        let Some(fd) = fd else {
+            state.no_ring.store(true, Ordering::Relaxed);
+            finish(inner, m, start, taken, None, None);
+            left = Some(start..pages.end);
+            break;
+        };
+        // The kernel writes the frames through these until the reaper
+        // completes the read; nothing else touches them meanwhile (see
+        // `Iovecs`).
+        let iov: Vec<libc::iovec> = taken
+            .iter()
+            .map(|(id, _)| libc::iovec {
+                iov_base: inner.arena.page_ptr(*id).cast(),
+                iov_len: ps as usize,
+            })
+            .collect();
+        let read = RingRead {
+            mapping: m.clone(),
+            start,
+            frames: taken
+                .into_iter()
+                .map(|(id, guard)| {
+                    // Unlocked by the reaper when the read completes.
+                    guard.detach();
+                    id
+                })
+                .collect(),
+            marker: (start..start + n).contains(&marker).then_some(marker),
+            iov: Iovecs(iov),
+            offset,
+        };
+        if let Err(read) = ring.submit_read(fd, read) {
+            read.complete(inner, -libc::ECANCELED);
+            break;
+        }
+        inc(&inner.counters.readahead_uring_ios);
+        start += n;
+        if n < want {
+            break;
+        }
+    }
+    ring.flush();
+    left
+}
+
+/// A piece of a readahead window in flight on the ring. Its frames are in
+/// the mapping, write-locked by guards detached at submission, so a reader
+/// that gets to one waits for the read instead of issuing its own.
+pub(crate) struct RingRead {
+    mapping: Arc<Mapping>,
+    start: u64,
+    frames: Vec<FrameId>,
+    marker: Option<u64>,
+    iov: Iovecs,
+    offset: u64,
+}
+
+impl RingRead {
+    pub(crate) fn iov(&self) -> &Iovecs {
+        &self.iov
+    }
+
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Publishes the pages of a read that completed with `res` (bytes read,
+    /// or `-errno`), as a background reader would have. A read cut short
+    /// before the end of the file, or one the kernel would not take
+    /// asynchronously, is made again through the backend's blocking call;
+    /// one that failed takes its pages out (a reader's miss reads them and
+    /// gets the error itself).
+    pub(crate) fn complete(self, inner: &Inner, res: i32) {
+        let m = &self.mapping;
+        let taken: Vec<_> = self
+            .frames
+            .iter()
+            // SAFETY: each frame's lock was left held by the guard detached
+            // in `read_on_ring`, and only this completion adopts it.
+            .map(|&id| (id, unsafe { inner.arena.frame(id).lock.adopt_write() }))
+            .collect();
+        let len: usize = self.iov.0.iter().map(|v| v.iov_len).sum();
+        let got = match usize::try_from(res) {
+            Ok(n) if n >= len || self.offset + n as u64 >= m.size() => Some(n),
+            Ok(_) => read_frames(inner, m, None, &taken, self.offset).ok(),
+            Err(_)
+                if [libc::EINVAL, libc::EAGAIN, libc::EINTR, libc::EOPNOTSUPP].contains(&-res) =>
+            {
+                read_frames(inner, m, None, &taken, self.offset).ok()
+            }
+            Err(_) => None,
+        };
+        crate::trace::slow!(
+            trace,
+            start = self.start,
+            pages = taken.len(),
+            res,
+            "ring readahead"
+        );
+        finish(inner, m, self.start, taken, got, self.marker);
+    }
 }
 
 /// Reads a piece of an asynchronous window (a background reader's job).
@@ -363,9 +534,10 @@ fn take_frames<'a>(
         if m.lookup(index).is_some() {
             break;
         }
-        // Readahead never reclaims or waits: it takes free frames above the
-        // low watermark, or stops (the kernel's __GFP_NORETRY).
-        if arena.nr_free() <= inner.wm.low() {
+        // Readahead never waits: it takes free frames above the low
+        // watermark, and below it frees clean pages itself, or stops (the
+        // kernel's __GFP_NORETRY).
+        if arena.nr_free() <= inner.wm.low() && !reclaim_light(inner) {
             reclaim::background::wake(inner);
             break;
         }
@@ -383,6 +555,16 @@ fn take_frames<'a>(
         taken.push((id, guard));
     }
     taken
+}
+
+/// Frees a batch of clean pages for readahead: one scan of the inactive
+/// tail, as the background reclaimer makes (it never writes under
+/// `offload` and `no-throttle`, and never waits). Under `legacy` the
+/// background reclaimer writes dirty victims, which readahead must not:
+/// there it leaves reclaim to that thread. Returns whether it freed any.
+fn reclaim_light(inner: &Inner) -> bool {
+    inner.policy() != Policy::Legacy
+        && reclaim::direct::shrink(inner, reclaim::BATCH, Reclaimer::Background).freed > 0
 }
 
 /// Publishes the frames of pages `start..` once their read is done: `got`

@@ -1,8 +1,9 @@
 //! How the cache's own threads are scheduled.
 //!
-//! The flushers, the background reclaimer and the I/O threads do batch
-//! work: none of them answers a caller that is waiting on it at that
-//! instant more than once per batch of pages. Under `SCHED_BATCH` they keep
+//! The flushers, the background reclaimer and the blocking I/O threads do
+//! batch work: none of them answers a caller that is waiting on it at that
+//! instant more than once per batch of pages. (The `io_uring` reaper is
+//! not one of them: readers wait on the readahead reads it completes.) Under `SCHED_BATCH` they keep
 //! their fair share of the CPU but do not preempt a running thread when
 //! they wake (the kernel skips wake-up preemption for batch tasks). On a
 //! machine with as many busy threads as cores, each of their wake-ups

@@ -150,6 +150,9 @@ counters! {
     pages_read,
     /// Of those, pages read ahead of a sequential reader.
     pages_readahead,
+    /// Readahead reads submitted through `io_uring` (the rest were read by
+    /// background reader threads).
+    readahead_uring_ios,
     /// Pages that went from clean to dirty.
     pages_dirtied,
     /// Frames scanned by direct reclaim.

@@ -34,8 +34,11 @@ fn cache_thread_policies(cfg: Config) -> Vec<(String, u32)> {
     f.sync().unwrap();
     let found: Vec<_> = threads()
         .into_iter()
-        // The readahead threads serve readers waiting on them: not batch.
-        .filter(|(name, _)| name.starts_with("pc-") && name != "pc-prefetch")
+        // The readahead threads and the ring's reaper serve readers waiting
+        // on them: not batch.
+        .filter(|(name, _)| {
+            name.starts_with("pc-") && !["pc-prefetch", "pc-uring"].contains(&name.as_str())
+        })
         .collect();
     drop(f);
     drop(cache);

@@ -306,6 +306,13 @@ impl Backend for FileBackend {
             .then(|| d.file.as_fd())
     }
 
+    /// The `O_DIRECT` descriptor, for reads it takes whole, as for writes.
+    fn async_read_fd(&self, bufs: &[IoSliceMut<'_>], offset: u64) -> Option<BorrowedFd<'_>> {
+        let d = self.direct()?;
+        (bufs.len() <= IOV_MAX && d.aligned_prefix(bufs, offset) == bufs.len())
+            .then(|| d.file.as_fd())
+    }
+
     /// `fdatasync`; then, if buffered writes went beside `O_DIRECT`, drops
     /// the kernel's now clean copies of them.
     fn sync(&self) -> io::Result<()> {

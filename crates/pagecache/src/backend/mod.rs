@@ -13,6 +13,7 @@ mod mem;
 
 pub use fault::{Fault, FaultBackend, FaultStats};
 pub use file::FileBackend;
+pub(crate) use file::IOV_MAX;
 pub use mem::MemBackend;
 
 /// Storage under one cached file.
@@ -82,6 +83,23 @@ pub trait Backend: Send + Sync + 'static {
         let _ = (bufs, offset);
         None
     }
+    /// The descriptor through which the cache may make this read itself,
+    /// asynchronously (`io_uring`), instead of calling
+    /// [`Backend::read_vectored_at`] from a background reader thread: `Some`
+    /// promises that a `preadv(fd, bufs, offset)` has exactly the effect
+    /// `read_vectored_at(bufs, offset)` would have. The cache asks for
+    /// readahead windows only, once per read, just before submitting it, with
+    /// the same buffers (one per frame); the descriptor must stay open while
+    /// the backend lives. A read that fails with `EINVAL`/`EAGAIN` or comes
+    /// up short before the end of the file is finished through
+    /// `read_vectored_at`.
+    ///
+    /// The default, `None`, keeps readahead on `read_vectored_at`, called
+    /// from the cache's background reader threads.
+    fn async_read_fd(&self, bufs: &[IoSliceMut<'_>], offset: u64) -> Option<BorrowedFd<'_>> {
+        let _ = (bufs, offset);
+        None
+    }
     /// Whether this backend asked to bypass the kernel's page cache
     /// (`O_DIRECT`) and was refused by the file system, so the kernel holds
     /// its pages too. The cache counts such backends in
@@ -100,7 +118,10 @@ pub(crate) fn read_full(
     let mut done = 0usize;
     let mut left: usize = bufs.iter().map(|b| b.len()).sum();
     while left > 0 {
-        match backend.read_vectored_at(bufs, offset + done as u64) {
+        // A system call takes at most `IOV_MAX` buffers: a larger window
+        // is read in several calls.
+        let n = bufs.len().min(IOV_MAX);
+        match backend.read_vectored_at(&mut bufs[..n], offset + done as u64) {
             Ok(0) => break,
             Ok(n) if n > left => {
                 return Err(io::Error::other(format!(

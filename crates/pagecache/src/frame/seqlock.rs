@@ -84,7 +84,32 @@ impl Drop for FrameWriteGuard<'_> {
     }
 }
 
+impl FrameWriteGuard<'_> {
+    /// Keeps the frame write-locked (its version odd) past this guard, for
+    /// a read that another thread completes: that thread takes the lock
+    /// back with [`FrameLock::adopt_write`].
+    pub(crate) fn detach(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl FrameLock {
+    /// The guard of a write lock left held by [`FrameWriteGuard::detach`].
+    ///
+    /// # Safety
+    /// The lock is held exclusively by a detached guard, and no other
+    /// thread adopts it: the returned guard is its only owner.
+    pub(crate) unsafe fn adopt_write(&self) -> FrameWriteGuard<'_> {
+        FrameWriteGuard {
+            // SAFETY: the caller's contract: the lock is write-locked and
+            // this guard is the one that will unlock it. parking_lot's lock
+            // does not record which thread locked it, so another thread
+            // may unlock it.
+            _guard: unsafe { self.rw.make_write_guard_unchecked() },
+            version: &self.version,
+        }
+    }
+
     pub(crate) fn new() -> Self {
         FrameLock {
             rw: RwLock::new(()),

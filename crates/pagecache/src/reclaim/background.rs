@@ -18,6 +18,7 @@ pub(crate) fn wake(inner: &Inner) {
 }
 
 pub(crate) fn run(inner: &Inner) {
+    crate::sched::enter_background(inner);
     let arena = &inner.arena;
     loop {
         let seen = inner.kswapd.seq();

@@ -21,6 +21,7 @@ const STREAM_PROBE_WINDOWS: usize = 8;
 const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 pub(crate) fn run(inner: &Inner) {
+    crate::sched::enter_background(inner);
     let interval = inner.cfg.dirty_writeback_interval;
     let mut last_periodic = Instant::now();
     let wb = &inner.writeback;

@@ -56,8 +56,9 @@ impl Run {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum IoEngine {
     /// One `io_uring`: writes of backends that give a descriptor are
-    /// submitted in batches from the writeback threads, completions reaped
-    /// by one thread; other backends' writes go to blocking threads.
+    /// submitted in batches from the writeback threads, readahead windows
+    /// from the reader that hit their marker, completions reaped by one
+    /// thread; other backends' I/O goes to blocking threads.
     IoUring,
     /// Blocking I/O threads only (`io_uring` unavailable or turned off).
     #[default]

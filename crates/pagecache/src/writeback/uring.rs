@@ -1,19 +1,23 @@
 //! The `io_uring` engine: the threads that gather runs (flushers, `sync`)
 //! queue each run's write themselves and submit them in batches; one thread
-//! reaps the completions and ends the pages' writeback. No thread blocks per
+//! reaps the completions and ends the pages' writeback. Readahead windows
+//! go on the same ring (`Ring::submit_read`): the reader that hits a marker
+//! submits the next window's reads and goes on; the reaper publishes their
+//! pages (`readahead::RingRead::complete`). No thread blocks per
 //! write, so `io_depth` writes are in flight without `io_depth` threads
 //! switching in and out, and a batch reaches the device with one
 //! notification (on a virtual disk each notification is a VM exit: per 4 KiB
 //! write they were a visible share of the flusher's time in `perf`).
 
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 use parking_lot::Mutex;
 
 use super::io::Run;
 use super::writepages::{begin_write, end_write, write_blocking};
+use crate::readahead::RingRead;
 use crate::state::Inner;
 
 /// `user_data` of the no-op that wakes the reaper at shutdown.
@@ -23,7 +27,9 @@ const BATCH: usize = 32;
 
 /// The ring and the writes in flight on it.
 pub(crate) struct Ring {
-    ring: IoUring,
+    uring: IoUring,
+    /// The kernel's ring has vectored reads (readahead may use it).
+    reads: bool,
     /// Held to push onto the submission queue (one pusher at a time) and to
     /// change `ops`; never across a system call.
     state: Mutex<State>,
@@ -31,7 +37,7 @@ pub(crate) struct Ring {
 
 #[derive(Default)]
 struct State {
-    /// Writes in flight, keyed by slot (the entry's `user_data`).
+    /// I/Os in flight, keyed by slot (the entry's `user_data`).
     ops: Vec<Option<Op>>,
     free: Vec<usize>,
     live: usize,
@@ -40,7 +46,12 @@ struct State {
     closed: bool,
 }
 
-struct Op {
+enum Op {
+    Write(WriteOp),
+    Read(RingRead),
+}
+
+struct WriteOp {
     run: Run,
     iov: Iovecs,
     offset: u64,
@@ -49,12 +60,14 @@ struct Op {
 }
 
 /// The buffers of a write in flight: the pages of frames under writeback.
-struct Iovecs(Vec<libc::iovec>);
+pub(crate) struct Iovecs(pub(crate) Vec<libc::iovec>);
 
 // SAFETY: the pointers are into the cache's arena, which outlives every
-// write in flight (the reaper holds the cache); the frames are under
+// I/O in flight (the reaper holds the cache). A write's frames are under
 // writeback, so nothing writes them until the write completes, and they are
-// only read (by the kernel, and by `complete`).
+// only read (by the kernel, and by `complete`); a read's frames are fresh
+// and write-locked by it (a detached guard), so only the kernel touches
+// them until the reaper completes the read.
 unsafe impl Send for Iovecs {}
 
 impl Ring {
@@ -76,7 +89,8 @@ impl Ring {
             ));
         }
         Ok(Ring {
-            ring,
+            uring: ring,
+            reads: probe.is_supported(opcode::Readv::CODE),
             state: Mutex::new(State::default()),
         })
     }
@@ -117,13 +131,13 @@ impl Ring {
         let entry = opcode::Writev::new(types::Fd(fd), iov.0.as_ptr(), iov.0.len() as u32)
             .offset(offset)
             .build();
-        let key = st.insert(Op {
+        let key = st.insert(Op::Write(WriteOp {
             run,
             iov,
             offset,
             len,
             failures_at_issue,
-        });
+        }));
         self.push(&mut st, &entry.user_data(key as u64));
         let full = st.queued >= BATCH;
         drop(st);
@@ -133,7 +147,32 @@ impl Ring {
         Ok(())
     }
 
-    /// Submits the writes queued so far.
+    /// Whether readahead may read through the ring.
+    pub(crate) fn has_reads(&self) -> bool {
+        self.reads
+    }
+
+    /// Queues a readahead read into `read`'s frames through `fd` (submitted
+    /// with the next [`Ring::flush`]); gives the read back if the ring is
+    /// closed or has no vectored read.
+    pub(crate) fn submit_read(&self, fd: RawFd, read: RingRead) -> Result<(), RingRead> {
+        if !self.reads {
+            return Err(read);
+        }
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(read);
+        }
+        let iov = &read.iov().0;
+        let entry = opcode::Readv::new(types::Fd(fd), iov.as_ptr(), iov.len() as u32)
+            .offset(read.offset())
+            .build();
+        let key = st.insert(Op::Read(read));
+        self.push(&mut st, &entry.user_data(key as u64));
+        Ok(())
+    }
+
+    /// Submits the I/Os queued so far.
     pub(crate) fn flush(&self) {
         let queued = std::mem::take(&mut self.state.lock().queued);
         if queued > 0 {
@@ -148,10 +187,10 @@ impl Ring {
         loop {
             // SAFETY: only a holder of the state lock makes a submission
             // queue, and it drops it before letting go.
-            let mut sq = unsafe { self.ring.submission_shared() };
+            let mut sq = unsafe { self.uring.submission_shared() };
             // SAFETY: the entry's buffers (an `Op`'s iovecs, the pages they
-            // point to) and descriptor (its run's mapping's backend) live in
-            // `ops` until the reaper takes its completion.
+            // point to) and descriptor (its run's or read's mapping's
+            // backend) live in `ops` until the reaper takes its completion.
             if unsafe { sq.push(entry) }.is_ok() {
                 return;
             }
@@ -168,7 +207,7 @@ impl Ring {
     fn enter(&self) {
         let mut tries = 0u32;
         loop {
-            match self.ring.submit() {
+            match self.uring.submit() {
                 Err(e) if busy(&e) => {
                     tries += 1;
                     if tries < 100 {
@@ -233,7 +272,7 @@ pub(crate) fn reap(inner: &Inner) {
         return;
     };
     loop {
-        if let Err(e) = ring.ring.submit_and_wait(1) {
+        if let Err(e) = ring.uring.submit_and_wait(1) {
             if !busy(&e) {
                 eprintln!("pagecache: waiting for io_uring completions failed: {e}; retrying");
                 std::thread::sleep(std::time::Duration::from_millis(1));
@@ -241,7 +280,7 @@ pub(crate) fn reap(inner: &Inner) {
         }
         let done: Vec<(u64, i32)> = {
             // SAFETY: this thread is the only one that reads completions.
-            let cq = unsafe { ring.ring.completion_shared() };
+            let cq = unsafe { ring.uring.completion_shared() };
             cq.map(|c| (c.user_data(), c.result())).collect()
         };
         for (key, res) in done {
@@ -249,8 +288,10 @@ pub(crate) fn reap(inner: &Inner) {
                 continue;
             }
             let op = ring.state.lock().remove(key as usize);
-            if let Some(op) = op {
-                complete(inner, op, res);
+            match op {
+                Some(Op::Write(op)) => complete(inner, op, res),
+                Some(Op::Read(read)) => read.complete(inner, res),
+                None => {}
             }
         }
         let st = ring.state.lock();
@@ -265,7 +306,7 @@ pub(crate) fn reap(inner: &Inner) {
 /// through the backend's blocking call, as it would have without the ring.
 // Takes the op: it is done with here (its run's completion sender).
 #[allow(clippy::needless_pass_by_value)]
-fn complete(inner: &Inner, op: Op, res: i32) {
+fn complete(inner: &Inner, op: WriteOp, res: i32) {
     let written = usize::try_from(res).ok();
     let result = match written {
         Some(n) if n >= op.len => Ok(()),

@@ -3,7 +3,8 @@
 //! device (a rotating disk) in front of it.
 
 use std::fs::File;
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
+use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +84,10 @@ impl WriteSizes {
     }
 }
 
+fn all_aligned<B: Deref<Target = [u8]>>(bufs: &[B], offset: u64) -> bool {
+    offset % 4096 == 0 && bufs.iter().all(|b| aligned(b.as_ptr(), b.len(), 0))
+}
+
 /// What every backend of one cache shares.
 #[derive(Clone)]
 pub struct Shared {
@@ -129,6 +134,17 @@ impl DirectBackend {
     pub fn is_direct(&self) -> bool {
         self.direct.is_some()
     }
+
+    /// The `O_DIRECT` descriptor for an I/O the ring may make whole
+    /// (aligned, at most `IOV_MAX` buffers), unless a device model must pace
+    /// each I/O: the cache then calls the backend for it.
+    fn ring_fd<B: Deref<Target = [u8]>>(&self, bufs: &[B], offset: u64) -> Option<BorrowedFd<'_>> {
+        let f = self
+            .direct
+            .as_ref()
+            .filter(|_| self.shared.device.is_none())?;
+        (bufs.len() <= 1024 && all_aligned(bufs, offset)).then(|| f.as_fd())
+    }
 }
 
 impl Backend for DirectBackend {
@@ -142,34 +158,41 @@ impl Backend for DirectBackend {
         }
     }
 
+    /// Straight into the cache's frames: without this the trait's default
+    /// reads a window into a bounce buffer and copies it out.
+    fn read_vectored_at(&self, bufs: &mut [IoSliceMut<'_>], offset: u64) -> io::Result<usize> {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.serve(offset, len);
+        let all_aligned = all_aligned(bufs, offset);
+        match &self.direct {
+            Some(f) if all_aligned => Ok(rustix::io::preadv(f.as_fd(), bufs, offset)?),
+            _ => Ok(rustix::io::preadv(self.buffered.as_fd(), bufs, offset)?),
+        }
+    }
+
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
         pagecache::stack::probe();
         let len = bufs.iter().map(|b| b.len()).sum();
         self.shared.sizes.record(len);
         self.serve(offset, len);
-        let all_aligned =
-            offset % 4096 == 0 && bufs.iter().all(|b| aligned(b.as_ptr(), b.len(), 0));
+        let all_aligned = all_aligned(bufs, offset);
         match &self.direct {
             Some(f) if all_aligned => Ok(rustix::io::pwritev(f.as_fd(), bufs, offset)?),
             _ => Ok(rustix::io::pwritev(self.buffered.as_fd(), bufs, offset)?),
         }
     }
 
-    /// The `O_DIRECT` descriptor for aligned writes, unless a device model
-    /// must pace each write: the cache then submits them itself.
+    /// See `ring_fd`; each write handed over is counted here, as
+    /// `write_vectored_at` counts the rest.
     fn async_write_fd(&self, bufs: &[IoSlice<'_>], offset: u64) -> Option<BorrowedFd<'_>> {
-        let f = self
-            .direct
-            .as_ref()
-            .filter(|_| self.shared.device.is_none())?;
-        let ok = bufs.len() <= 1024
-            && offset % 4096 == 0
-            && bufs.iter().all(|b| aligned(b.as_ptr(), b.len(), 0));
-        if !ok {
-            return None;
-        }
+        let fd = self.ring_fd(bufs, offset)?;
         self.shared.sizes.record(bufs.iter().map(|b| b.len()).sum());
-        Some(f.as_fd())
+        Some(fd)
+    }
+
+    /// See `ring_fd`.
+    fn async_read_fd(&self, bufs: &[IoSliceMut<'_>], offset: u64) -> Option<BorrowedFd<'_>> {
+        self.ring_fd(bufs, offset)
     }
 
     fn sync(&self) -> io::Result<()> {
