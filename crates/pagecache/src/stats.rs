@@ -441,17 +441,22 @@ mod tests {
         // A cache id no real cache has, so this thread's other entries
         // cannot mix in.
         const CACHE: u64 = u64::MAX - 7;
-        let sum = PerThread::default();
-        std::thread::scope(|s| {
-            for t in 0..4u64 {
-                let sum = &sum;
-                s.spawn(move || {
+        let sum = Arc::new(PerThread::default());
+        // Joined, not scoped: `join` returns once the thread is gone,
+        // thread-local destructors included, so its slot is dead.
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let sum = Arc::clone(&sum);
+                std::thread::spawn(move || {
                     for _ in 0..1000 + t {
-                        thread_hit(CACHE, sum);
+                        thread_hit(CACHE, &sum);
                     }
-                });
-            }
-        });
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
         assert_eq!(sum.get(), 4006);
         // The exited threads' slots are folded into `retired` here.
         thread_hit(CACHE, &sum);
