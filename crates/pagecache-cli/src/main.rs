@@ -28,6 +28,10 @@ enum Cmd {
     Mount(mount::Args),
     /// Print the counters of a running mount.
     Stat(mount::StatArgs),
+    /// Diagnostic: the FUSE transport alone (one file, nothing stored), to
+    /// compare the mount's throughput with.
+    #[command(hide = true)]
+    FuseFloor(mount::FloorArgs),
     /// Internal: the `kernel` policy's child process of `bench`.
     #[command(hide = true)]
     BenchKernelChild(bench::KernelChildArgs),
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::run(a),
         Cmd::Mount(a) => mount::run(a),
         Cmd::Stat(a) => mount::stat(a),
+        Cmd::FuseFloor(a) => mount::fuse_floor(a),
         Cmd::BenchKernelChild(a) => bench::kernel_child(a),
     };
     match result {

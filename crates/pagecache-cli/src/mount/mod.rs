@@ -10,6 +10,7 @@
 //! `stat` prints a running mount's counters, read from the virtual file
 //! `MOUNTPOINT/.pagecache-stat`.
 
+mod floor;
 mod fs;
 mod fusermount;
 mod inode;
@@ -30,6 +31,7 @@ use pagecache::{Config, PageCache, Policy};
 use crate::size::size_arg;
 use crate::CliError;
 
+pub use floor::{run as fuse_floor, Args as FloorArgs};
 pub use stat::stat;
 
 /// Arguments of `pagecache mount`.
@@ -144,20 +146,7 @@ fn directory(what: &str, path: &Path) -> Result<PathBuf, CliError> {
 /// signalled.
 pub fn run(args: Args) -> Result<(), CliError> {
     let cfg = config(&args)?;
-    // Block the signals that end the mount before any thread starts, so
-    // every thread inherits the mask and only `sigwait` below sees them.
-    let mut signals = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGUSR1,
-    ] {
-        signals.add(s);
-    }
-    signals
-        .thread_block()
-        .map_err(|e| CliError::io("blocking signals", None, e.into()))?;
+    let signals = block_signals()?;
 
     let cache = PageCache::new(cfg).map_err(|e| match e {
         pagecache::Error::Config(m) => CliError::Usage(m),
@@ -186,7 +175,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
     .map_err(|e| CliError::io("reading", Some(source.clone()), e))?;
     let session = session::start(
         filesystem,
-        &source,
+        &source.to_string_lossy(),
         &mountpoint,
         args.allow_other,
         args.threads,
@@ -201,41 +190,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
         mountpoint.display()
     );
 
-    let done = Arc::new(AtomicBool::new(false));
-    let done2 = done.clone();
-    let server = std::thread::Builder::new()
-        .name("pc-fuse".into())
-        .spawn(move || {
-            // Returns once every serving thread has seen the unmount and the
-            // filesystem's teardown has written back every cached file.
-            let result = session.run();
-            done2.store(true, Ordering::Release);
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
-            result
-        })
-        .map_err(|e| CliError::io("starting the FUSE thread", None, e))?;
-
-    loop {
-        let sig = signals
-            .wait()
-            .map_err(|e| CliError::io("waiting for signals", None, e.into()))?;
-        if done.load(Ordering::Acquire) {
-            break;
-        }
-        if sig == Signal::SIGUSR1 {
-            continue;
-        }
-        eprintln!("pagecache: {sig}, unmounting {}", mountpoint.display());
-        session::unmount(&mountpoint);
-        // Wait for the server thread to see the unmount.
-        while !done.load(Ordering::Acquire) {
-            let _ = signals.wait();
-        }
-        break;
-    }
-    let served = server
-        .join()
-        .map_err(|_| CliError::Check("the FUSE thread panicked".into()))?;
+    let served = serve(session, &mountpoint, &signals)?;
     // The session's teardown wrote back every file and noted which failed;
     // these write what is still dirty and make it durable.
     let synced = cache.sync_all();
@@ -267,4 +222,67 @@ pub fn run(args: Args) -> Result<(), CliError> {
         mountpoint.display()
     );
     Ok(())
+}
+
+/// Blocks the signals that end a mount, before any thread starts, so
+/// every thread inherits the mask and only [`serve`]'s `sigwait` sees them.
+fn block_signals() -> Result<SigSet, CliError> {
+    let mut signals = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
+        signals.add(s);
+    }
+    signals
+        .thread_block()
+        .map_err(|e| CliError::io("blocking signals", None, e.into()))?;
+    Ok(signals)
+}
+
+/// Serves `session` until `umount MOUNTPOINT` or one of `signals` (which
+/// unmounts it); returns once every serving thread has stopped and the
+/// filesystem's teardown has run, with what serving returned.
+fn serve<F: fuser::Filesystem + Send + 'static>(
+    session: fuser::Session<F>,
+    mountpoint: &Path,
+    signals: &SigSet,
+) -> Result<std::io::Result<()>, CliError> {
+    let done = Arc::new(AtomicBool::new(false));
+    let done2 = done.clone();
+    let server = std::thread::Builder::new()
+        .name("pc-fuse".into())
+        .spawn(move || {
+            // Returns once every serving thread has seen the unmount and the
+            // filesystem's teardown has written back every cached file.
+            let result = session.run();
+            done2.store(true, Ordering::Release);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), Signal::SIGUSR1);
+            result
+        })
+        .map_err(|e| CliError::io("starting the FUSE thread", None, e))?;
+
+    loop {
+        let sig = signals
+            .wait()
+            .map_err(|e| CliError::io("waiting for signals", None, e.into()))?;
+        if done.load(Ordering::Acquire) {
+            break;
+        }
+        if sig == Signal::SIGUSR1 {
+            continue;
+        }
+        eprintln!("pagecache: {sig}, unmounting {}", mountpoint.display());
+        session::unmount(mountpoint);
+        // Wait for the server thread to see the unmount.
+        while !done.load(Ordering::Acquire) {
+            let _ = signals.wait();
+        }
+        break;
+    }
+    server
+        .join()
+        .map_err(|_| CliError::Check("the FUSE thread panicked".into()))
 }

@@ -3,11 +3,39 @@
 
 use std::path::Path;
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{
+    Config, Filesystem, FopenFlags, InitFlags, KernelConfig, MountOption, Session, SessionACL,
+};
 
-use super::fs::PassFs;
 use super::fusermount;
 use crate::CliError;
+
+/// Largest write the kernel sends in one request.
+const MAX_WRITE: u32 = 1 << 20;
+
+/// Requests the kernel keeps in flight in the background (readahead,
+/// asynchronous direct I/O) before it blocks submitters.
+const MAX_BACKGROUND: u16 = 64;
+
+/// How regular files are opened: no kernel page cache (the data is cached
+/// here, once), and concurrent writes where the kernel allows them
+/// (`FOPEN_PARALLEL_DIRECT_WRITES`, Linux 6.2: several writes of one file
+/// at once, except appends and writes past the end, which it still sends
+/// alone; older kernels ignore the flag).
+pub const OPEN_FLAGS: FopenFlags =
+    FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES);
+
+/// What the mount asks of the kernel at init: 1 MiB writes in one request,
+/// room for background requests, shared mappings of direct-I/O files.
+pub fn negotiate(config: &mut KernelConfig) {
+    let _ = config.set_max_write(MAX_WRITE);
+    let _ = config.set_max_background(MAX_BACKGROUND);
+    let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
+    // Refused by kernels before 6.6 (protocol 7.39): shared mappings of
+    // direct-I/O files then fail with ENODEV (sqlite's WAL index needs
+    // them).
+    let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+}
 
 /// Fails with what to do when the kernel offers no /dev/fuse.
 pub fn check_fuse_device() -> Result<(), CliError> {
@@ -51,18 +79,18 @@ fn dev_fuse_refused() -> Option<std::io::Error> {
     }
 }
 
-/// Mounts `fs` (serving `source`) at `mountpoint`, to be served by
+/// Mounts `fs` (named `fsname` in mountinfo) at `mountpoint`, to be served by
 /// `threads` threads, each reading requests from its own clone of the
 /// `/dev/fuse` descriptor (`FUSE_DEV_IOC_CLONE`), so none waits for
 /// another to hand it work. As root with `mount(2)`; otherwise the `fuser`
 /// crate falls back to the fusermount3 helper when `mount(2)` is refused.
-pub fn start(
-    fs: PassFs,
-    source: &Path,
+pub fn start<F: Filesystem>(
+    fs: F,
+    fsname: &str,
     mountpoint: &Path,
     allow_other: bool,
     threads: usize,
-) -> Result<Session<PassFs>, CliError> {
+) -> Result<Session<F>, CliError> {
     let root = nix::unistd::geteuid().is_root();
     if let Some(e) = dev_fuse_refused().filter(|_| !root) {
         return Err(CliError::Environment(format!(
@@ -84,7 +112,7 @@ pub fn start(
     }
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName(source.to_string_lossy().into_owned()),
+        MountOption::FSName(fsname.to_owned()),
         // In the mount(2) data, so mountinfo shows `fuse.pagecache` (what
         // `pagecache stat` looks for); fuser passes `Subtype` only to fusermount3.
         MountOption::CUSTOM("subtype=pagecache".into()),

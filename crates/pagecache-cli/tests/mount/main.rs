@@ -9,6 +9,7 @@ mod errors;
 mod errseq;
 mod fds;
 mod fio;
+mod floor;
 mod latency;
 mod owner;
 mod postgres;

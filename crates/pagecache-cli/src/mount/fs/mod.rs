@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
     WriteFlags,
 };
@@ -37,6 +37,7 @@ use parking_lot::{Mutex, RwLock};
 
 use super::inode::{self, Data, Inodes, FUSE_ROOT_ID, STAT_INO, STAT_NAME};
 use super::pool::Pool;
+use super::session::{self, OPEN_FLAGS};
 use super::source::{Fds, Source};
 use backlog::Backlog;
 use errno::{en, errno};
@@ -45,21 +46,6 @@ use requests::Requests;
 /// How long the kernel may cache attributes and names. All changes go
 /// through this filesystem, so the kernel is told of them anyway.
 const TTL: Duration = Duration::from_secs(1);
-
-/// Largest write the kernel sends in one request.
-const MAX_WRITE: u32 = 1 << 20;
-
-/// Requests the kernel keeps in flight in the background (readahead,
-/// asynchronous direct I/O) before it blocks submitters.
-const MAX_BACKGROUND: u16 = 64;
-
-/// How regular files are opened: no kernel page cache (the data is cached
-/// here, once), and concurrent writes where the kernel allows them
-/// (`FOPEN_PARALLEL_DIRECT_WRITES`, Linux 6.2: several writes of one file
-/// at once, except appends and writes past the end, which it still sends
-/// alone; older kernels ignore the flag).
-const OPEN_FLAGS: FopenFlags =
-    FopenFlags::FOPEN_DIRECT_IO.union(FopenFlags::FOPEN_PARALLEL_DIRECT_WRITES);
 
 /// An open file.
 #[derive(Clone)]
@@ -296,13 +282,7 @@ fn is_stat_name(parent: u64, name: &OsStr) -> bool {
 
 impl Filesystem for PassFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        let _ = config.set_max_write(MAX_WRITE);
-        let _ = config.set_max_background(MAX_BACKGROUND);
-        let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
-        // Refused by kernels before 6.6 (protocol 7.39): shared mappings of
-        // direct-I/O files then fail with ENODEV (sqlite's WAL index needs
-        // them).
-        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        session::negotiate(config);
         Ok(())
     }
 
