@@ -27,14 +27,18 @@ pub(crate) const MAX_FILE_SIZE: u64 = i64::MAX as u64;
 pub(crate) enum Fill {
     /// Read it from the backend.
     Read,
-    /// Zero it: it lies past the end of file, or is about to be overwritten
-    /// whole. The filler keeps the write lock, so nobody sees the zeros of a
-    /// page about to be overwritten.
+    /// Zero it: it lies past the end of file. The filler keeps the write
+    /// lock, and fills it in before anyone else sees it.
     Zero,
+    /// Leave its bytes as the frame's last owner left them: the caller holds
+    /// the write lock it comes back with and overwrites the whole page
+    /// before letting go, so nobody ever sees them (zeroing first cost a
+    /// page's worth of stores per written page).
+    Overwrite,
 }
 
-/// Returns the page's frame, pinned and up to date. With `Fill::Zero`, a page
-/// this call brought in comes back write-locked. A read through an open
+/// Returns the page's frame, pinned and up to date. With `Fill::Zero` or
+/// `Fill::Overwrite`, a page this call brought in comes back write-locked. A read through an open
 /// (`ra`) reads ahead on a miss.
 pub(crate) fn get_page<'a>(
     inner: &'a Inner,
@@ -80,6 +84,7 @@ pub(crate) fn get_page<'a>(
                 page.fill(0);
                 Ok(())
             }
+            Fill::Overwrite => Ok(()),
             // A backend that panics fails this read-in like an I/O error,
             // so the page is taken out instead of left half-made for the
             // next reader to wait on forever.
@@ -93,7 +98,7 @@ pub(crate) fn get_page<'a>(
         match filled {
             Ok(()) => {
                 f.set(UPTODATE);
-                if fill == Fill::Zero {
+                if fill != Fill::Read {
                     return Ok((id, Some(guard)));
                 }
                 inc(&inner.counters.pages_read);
@@ -277,8 +282,10 @@ pub(crate) fn write_at(inner: &Inner, m: &Mapping, buf: &[u8], offset: u64) -> R
     while pos < end {
         let (index, in_page, n) = piece(pos, end, ps);
         held::check(m.id, index, true)?;
-        let whole = n as u64 == ps;
-        let fill = if whole || index * ps >= m.size() {
+        let fill = if n as u64 == ps {
+            // Copied over in full below, under the lock get_page returns.
+            Fill::Overwrite
+        } else if index * ps >= m.size() {
             Fill::Zero
         } else {
             Fill::Read
