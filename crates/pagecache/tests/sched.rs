@@ -1,4 +1,4 @@
-//! The cache's own threads run under `SCHED_BATCH` unless told not to.
+//! The cache's background threads run under `SCHED_BATCH` when told to.
 
 use pagecache::{Config, PageCache};
 
@@ -46,8 +46,8 @@ fn cache_thread_policies(cfg: Config) -> Vec<(String, u32)> {
 }
 
 #[test]
-fn the_caches_threads_are_batch_threads_unless_configured_otherwise() {
-    let batch = cache_thread_policies(Config::new(4 << 20));
+fn the_caches_background_threads_are_batch_threads_when_configured() {
+    let batch = cache_thread_policies(Config::new(4 << 20).batch_threads(true));
     assert!(
         batch.iter().any(|(n, _)| n.starts_with("pc-flush")),
         "no flusher among {batch:?}"
@@ -58,7 +58,7 @@ fn the_caches_threads_are_batch_threads_unless_configured_otherwise() {
     let rest = &me[me.rfind(')').unwrap() + 2..];
     assert_eq!(rest.split(' ').nth(41 - 3), Some("0"), "caller changed");
 
-    let normal = cache_thread_policies(Config::new(4 << 20).batch_threads(false));
+    let normal = cache_thread_policies(Config::new(4 << 20));
     assert!(!normal.is_empty());
     assert!(normal.iter().all(|&(_, p)| p == SCHED_OTHER), "{normal:?}");
 }

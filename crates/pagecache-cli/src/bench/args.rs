@@ -91,7 +91,7 @@ pub struct Args {
     pub io_uring: Option<bool>,
     /// Whether the library's own threads (flushers, background reclaimer,
     /// I/O threads) run under SCHED_BATCH, so their wake-ups do not preempt
-    /// the workload's threads: on or off (default on).
+    /// the workload's threads: on or off (default: the library's, off).
     #[arg(long, value_name = "on|off", value_parser = super::knobs::on_off)]
     pub batch_threads: Option<bool>,
     /// Whether the library backs its arena with transparent huge pages
