@@ -55,14 +55,20 @@ impl Store for CacheStore {
     #[inline]
     fn read(&self, file: usize, block: u64, buf: &mut [u8]) -> Result<bool, OpError> {
         let (_, m0) = pagecache::thread_hits_misses();
+        self.read_unclassified(file, block, buf)?;
+        let (_, m1) = pagecache::thread_hits_misses();
+        Ok(m1 == m0)
+    }
+
+    #[inline]
+    fn read_unclassified(&self, file: usize, block: u64, buf: &mut [u8]) -> Result<(), OpError> {
         let n = self.files[file].read_at(buf, block * BLOCK as u64)?;
         if n != buf.len() {
             return Err(OpError::Fatal(CliError::Check(format!(
                 "short read of block {block}: {n} bytes"
             ))));
         }
-        let (_, m1) = pagecache::thread_hits_misses();
-        Ok(m1 == m0)
+        Ok(())
     }
 
     #[inline]

@@ -124,6 +124,13 @@ pub trait Store: Sync {
     /// Reads block `block` of file `file` into `buf`; returns whether it was
     /// a cache hit.
     fn read(&self, file: usize, block: u64, buf: &mut [u8]) -> Result<bool, OpError>;
+    /// Reads like `read` without telling a hit from a miss, where telling
+    /// costs the store something the read itself does not (the library's
+    /// per-thread counts, read before and after): for loops that sample
+    /// hits on a share of their reads.
+    fn read_unclassified(&self, file: usize, block: u64, buf: &mut [u8]) -> Result<(), OpError> {
+        self.read(file, block, buf).map(|_| ())
+    }
     /// Writes `buf` (whole blocks) from block `block` of file `file` on.
     fn write(&self, file: usize, block: u64, buf: &[u8]) -> Result<(), OpError>;
     /// Changes block `block` of file `file` in place through `f` (given its
