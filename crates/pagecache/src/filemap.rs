@@ -38,8 +38,8 @@ pub(crate) enum Fill {
 }
 
 /// Returns the page's frame, pinned and up to date. With `Fill::Zero` or
-/// `Fill::Overwrite`, a page this call brought in comes back write-locked. A read through an open
-/// (`ra`) reads ahead on a miss.
+/// `Fill::Overwrite`, a page this call brought in comes back write-locked.
+/// A read through an open (`ra`) reads ahead on a miss.
 pub(crate) fn get_page<'a>(
     inner: &'a Inner,
     m: &Mapping,
