@@ -118,7 +118,7 @@ pub(crate) fn get_page<'a>(
 
 #[inline]
 pub(crate) fn hit(inner: &Inner) {
-    crate::stats::thread_hit(inner.id, &inner.counters.thread_hits);
+    crate::stats::thread_hit(inner.id, &inner.counters.hits);
 }
 
 /// Reads page `index` from the backend, with the pages after it in the same

@@ -95,16 +95,22 @@ impl PerThread {
     }
 }
 
+/// A counter's type: `Counter` unless the list names another.
+macro_rules! counter_type {
+    () => {
+        Counter
+    };
+    ($t:ty) => {
+        $t
+    };
+}
+
 macro_rules! counters {
-    ($($(#[$m:meta])* $name:ident,)*) => {
+    ($($(#[$m:meta])* $name:ident $(: $t:ty)?,)*) => {
         /// Live counters.
         #[derive(Default)]
         pub(crate) struct Counters {
-            $(pub(crate) $name: Counter,)*
-            /// Where hits are counted (the `hits` counter above stays 0):
-            /// one slot per thread, added to `hits` in a snapshot, since a
-            /// hit makes no other count.
-            pub(crate) thread_hits: PerThread,
+            $(pub(crate) $name: counter_type!($($t)?),)*
         }
 
         /// Event counts since the cache was built.
@@ -120,9 +126,7 @@ macro_rules! counters {
 
         impl Counters {
             pub(crate) fn snapshot(&self) -> Events {
-                let mut e = Events { $($name: self.$name.get(),)* };
-                e.hits += self.thread_hits.get();
-                e
+                Events { $($name: self.$name.get(),)* }
             }
         }
 
@@ -143,7 +147,9 @@ macro_rules! counters {
 
 counters! {
     /// Page lookups that found the page resident.
-    hits,
+    // In per-thread slots: the one count a hit makes, with no atomic
+    // read-modify-write.
+    hits: PerThread,
     /// Page lookups that had to allocate a frame.
     misses,
     /// Pages read in from backends.
