@@ -208,6 +208,10 @@ const SCALE_COLUMNS: &[(&str, &str)] = &[
         "hit: raw 4 KiB copies per second from the same arena",
     ),
     (
+        "memcpy ×kernel",
+        "hit: memcpy/s over the kernel's pread: the most any copying read_at could reach against the kernel here",
+    ),
+    (
         "read_at cost",
         "hit: memcpy/s over read_at's ops/s (1.00 = read_at at memory speed)",
     ),
@@ -247,6 +251,10 @@ fn cells_scale(runs: &[RunResult], r: &RunResult) -> Vec<String> {
             _ => "-".into(),
         },
         opt(r.memcpy_ops_per_sec, si),
+        match (r.memcpy_ops_per_sec, kernel) {
+            (Some(m), Some(k)) => ratio(m, k.ops_per_sec),
+            _ => "-".into(),
+        },
         opt(r.memcpy_ops_per_sec, |m| {
             if r.ops_per_sec > 0.0 {
                 format!("{:.2}", m / r.ops_per_sec)
@@ -429,5 +437,31 @@ mod tests {
         assert_eq!(title, "Hit path and scaling");
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1][5], "0", "ops/s per thread of an empty run");
+    }
+
+    #[test]
+    fn the_hit_row_sets_read_at_pins_and_the_copy_floor_against_the_kernel() {
+        let mut hit = run("hit", "timed", 1 << 30, 2);
+        hit.ops_per_sec = 3.0e6;
+        hit.pin_ops_per_sec = Some(9.0e6);
+        hit.memcpy_ops_per_sec = Some(3.3e6);
+        let mut kernel = run("hit", "timed", 1 << 30, 2);
+        kernel.policy = "kernel".into();
+        kernel.ops_per_sec = 1.5e6;
+        let runs = [hit, kernel];
+        let (_, cols, (head, rows)) = sections(&runs).pop().unwrap();
+        assert_eq!(head.len(), cols.len());
+        let cell = |name: &str| {
+            let i = head.iter().position(|h| h == name).unwrap();
+            rows[0][i].clone()
+        };
+        assert_eq!(cell("×kernel"), "2.00×");
+        assert_eq!(cell("pin ×kernel"), "6.00×");
+        assert_eq!(cell("memcpy ×kernel"), "2.20×");
+        assert_eq!(cell("read_at cost"), "1.10");
+        assert_eq!(
+            rows[1][head.iter().position(|h| h == "memcpy ×kernel").unwrap()],
+            "-"
+        );
     }
 }
