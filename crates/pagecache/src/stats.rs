@@ -444,6 +444,19 @@ pub(crate) fn add(c: &Counter, n: u64) {
 mod tests {
     use super::*;
 
+    /// Threads' hit slots never share a cache line: each is a line of its
+    /// own, whatever the allocator does.
+    #[test]
+    fn hit_slots_are_each_on_their_own_cache_line() {
+        let sum = PerThread::default();
+        let slots: Vec<_> = (0..8).map(|_| sum.register()).collect();
+        for s in &slots {
+            let at = &s.0 as *const AtomicU64 as usize;
+            assert_eq!(at % 64, 0, "slot at {at:#x}");
+        }
+        assert!(std::mem::size_of::<Slot>() >= 64);
+    }
+
     /// Every hit is counted once: by live threads, by threads that have
     /// exited (folded when a later thread registers), and by the caller.
     #[test]
