@@ -131,8 +131,16 @@ pub struct Source {
     /// Path relative to SOURCE_DIR; `None` once its last known name is gone.
     rel: Mutex<Option<PathBuf>>,
     /// Nanoseconds since the epoch of the last write through the mount; 0:
-    /// none. The source's mtime only moves at writeback.
-    modified: AtomicU64,
+    /// none. The source's ctime only moves at writeback.
+    written: AtomicU64,
+    /// The file's modification time as its users see it, in nanoseconds
+    /// since the epoch; 0: the source's own. A write through the mount sets
+    /// it to the time of the write, and so does a `utimensat` to the time
+    /// asked for. The source's own mtime is that of the last writeback,
+    /// which is later, so it is set to this one after each backend sync:
+    /// a program that writes a file and then sets its time (`tar`,
+    /// `rsync -t`, `cp -p`) finds that time in the source too.
+    mtime: AtomicU64,
     fds: Arc<Fds>,
 }
 
@@ -147,7 +155,8 @@ impl Source {
             key,
             writable,
             rel: Mutex::new(Some(rel)),
-            modified: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            mtime: AtomicU64::new(0),
             fds: fds.clone(),
         })
     }
@@ -245,21 +254,59 @@ impl Source {
         self.fd()?.metadata()
     }
 
-    /// Notes a write through the mount now.
+    /// Notes a write (or a change of size) through the mount now.
     pub fn touch(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos().try_into().unwrap_or(u64::MAX));
-        self.modified.fetch_max(now, Ordering::Relaxed);
+        let now = nanos(SystemTime::now());
+        self.written.fetch_max(now, Ordering::Relaxed);
+        self.mtime.store(now, Ordering::Relaxed);
     }
 
     /// When it was last written through the mount.
-    pub fn modified(&self) -> Option<SystemTime> {
-        match self.modified.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(UNIX_EPOCH + Duration::from_nanos(n)),
-        }
+    pub fn written(&self) -> Option<SystemTime> {
+        time(self.written.load(Ordering::Relaxed))
     }
+
+    /// Its modification time as set through the mount, if it was.
+    pub fn mtime(&self) -> Option<SystemTime> {
+        time(self.mtime.load(Ordering::Relaxed))
+    }
+
+    /// Its modification time was set to `t` (already done on the source).
+    pub fn set_mtime(&self, t: SystemTime) {
+        self.mtime.store(nanos(t), Ordering::Relaxed);
+    }
+
+    /// After a sync: the source's mtime is the writeback's; gives it the
+    /// file's own. Best effort: a source the mount may not set times on
+    /// keeps the writeback's.
+    fn restore_mtime(&self, fd: &fs::File) {
+        let Some(t) = self.mtime() else { return };
+        let omit = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        };
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let times = rustix::fs::Timestamps {
+            last_access: omit,
+            last_modification: rustix::fs::Timespec {
+                tv_sec: d.as_secs().try_into().unwrap_or(i64::MAX),
+                tv_nsec: d.subsec_nanos().into(),
+            },
+        };
+        let _ = rustix::fs::futimens(fd, &times);
+    }
+}
+
+/// Nanoseconds since the epoch, at least 1 (0 means "none"); times before
+/// the epoch count as just after it.
+fn nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos().try_into().unwrap_or(u64::MAX))
+        .max(1)
+}
+
+fn time(n: u64) -> Option<SystemTime> {
+    (n != 0).then(|| UNIX_EPOCH + Duration::from_nanos(n))
 }
 
 impl Drop for Source {
@@ -282,7 +329,10 @@ impl pagecache::Backend for SourceBackend {
     }
 
     fn sync(&self) -> io::Result<()> {
-        Ok(rustix::fs::fdatasync(self.0.fd()?.as_fd())?)
+        let fd = self.0.fd()?;
+        rustix::fs::fdatasync(fd.as_fd())?;
+        self.0.restore_mtime(&fd);
+        Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {

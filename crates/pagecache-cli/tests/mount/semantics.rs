@@ -333,3 +333,64 @@ fn concurrent_appends_do_not_overlap() {
     assert_eq!(seen.len(), THREADS * RECORDS);
     m.stop_ok(Stop::Term);
 }
+
+/// What `tar x`, `rsync -t` and `cp -p` do: write a file, then set its
+/// modification time. The time set is what the mount shows, also while the
+/// data is still dirty in the cache, and what SOURCE_DIR holds after the
+/// write-back (which on its own would stamp the source with its own time).
+/// A write after the time was set moves it to the time of the write.
+#[test]
+fn modification_times_set_after_writing_survive_write_back() {
+    if !available(
+        "modification_times_set_after_writing_survive_write_back",
+        fuse_problem(),
+    ) {
+        return;
+    }
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let secs = |p: &Path| fs::metadata(p).unwrap().mtime();
+    let mut m = Mount::start(&["--memory", "4M"]);
+    // Closed, then its time set.
+    fs::write(m.mnt.join("closed"), vec![1u8; 300_000]).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(m.mnt.join("closed"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    // Its time set while still open and dirty, then closed.
+    let mut f = fs::File::create(m.mnt.join("open")).unwrap();
+    f.write_all(&vec![2u8; 300_000]).unwrap();
+    f.set_modified(old).unwrap();
+    assert_eq!(secs(&m.mnt.join("open")), 1_000_000_000, "while open");
+    drop(f);
+    // Its time set, then written again.
+    fs::write(m.mnt.join("rewritten"), b"first").unwrap();
+    let f = fs::File::options()
+        .write(true)
+        .open(m.mnt.join("rewritten"))
+        .unwrap();
+    f.set_modified(old).unwrap();
+    f.write_all_at(b"second", 0).unwrap();
+    drop(f);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for name in ["closed", "open"] {
+        assert_eq!(secs(&m.mnt.join(name)), 1_000_000_000, "{name}");
+    }
+    assert!(
+        secs(&m.mnt.join("rewritten")) >= now - 60,
+        "a later write moves it"
+    );
+    m.stop_ok(Stop::Term);
+    for name in ["closed", "open"] {
+        assert_eq!(
+            secs(&m.source.join(name)),
+            1_000_000_000,
+            "{name} in SOURCE_DIR after unmount"
+        );
+    }
+    assert!(secs(&m.source.join("rewritten")) >= now - 60);
+}

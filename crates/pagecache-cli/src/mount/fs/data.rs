@@ -161,6 +161,7 @@ impl Inner {
         let data = self.data(ino, write)?;
         if write && flags & libc::O_TRUNC != 0 {
             data.file.set_len(0).map_err(cache_errno)?;
+            data.source.touch();
         }
         self.inodes.mark_busy(ino);
         if let Some(node) = self.inodes.get_mut(ino) {
@@ -289,6 +290,7 @@ impl Inner {
             0 => {
                 if end > open.file.len() {
                     open.file.set_len(end).map_err(cache_errno)?;
+                    open.source.touch();
                 }
                 Ok(())
             }

@@ -100,6 +100,7 @@ impl Inner {
         if let Some(len) = c.size {
             let data = self.data(ino, true)?;
             data.file.set_len(len).map_err(cache_errno)?;
+            data.source.touch();
             // A file truncated without being opened is idle.
             if let Some(old) = self.inodes.mark_idle(ino) {
                 self.retire(old);
@@ -129,6 +130,15 @@ impl Inner {
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             )
             .map_err(|e| e.raw_os_error())?;
+            if let Some(t) = c.mtime {
+                let source = self.inodes.get(ino).and_then(|n| n.data.as_ref());
+                if let Some(data) = source {
+                    data.source.set_mtime(match t {
+                        TimeOrNow::SpecificTime(t) => t,
+                        TimeOrNow::Now => std::time::SystemTime::now(),
+                    });
+                }
+            }
         }
         self.attr_of(ino)
     }

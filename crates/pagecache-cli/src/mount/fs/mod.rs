@@ -231,9 +231,11 @@ impl Inner {
         if let Some(data) = &node.data {
             let md = data.source.metadata().map_err(|e| errno(&e))?;
             let mut attr = inode::attr(ino, &md, Some(data.file.len()));
-            if let Some(t) = data.source.modified() {
-                attr.mtime = attr.mtime.max(t);
+            if let Some(t) = data.source.written() {
                 attr.ctime = attr.ctime.max(t);
+            }
+            if let Some(t) = data.source.mtime() {
+                attr.mtime = t;
             }
             return Ok(attr);
         }
