@@ -244,6 +244,54 @@ fn script(root: &Path) -> Vec<String> {
             fs::read_to_string(p("re"))
         })(),
     );
+    note(
+        "xattrs of a file and a directory",
+        (|| {
+            let (f, d) = (p("d/a2"), p("d"));
+            rustix::fs::setxattr(&f, "user.k", b"value", rustix::fs::XattrFlags::CREATE)?;
+            rustix::fs::setxattr(&d, "user.dir", b"d", rustix::fs::XattrFlags::empty())?;
+            let again = rustix::fs::setxattr(&f, "user.k", b"x", rustix::fs::XattrFlags::CREATE);
+            let mut buf = [0u8; 64];
+            let n = rustix::fs::getxattr(&f, "user.k", &mut buf[..])?;
+            let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let mut names = [0u8; 256];
+            let n = rustix::fs::listxattr(&d, &mut names[..])?;
+            let listed = String::from_utf8_lossy(&names[..n]).replace('\0', ";");
+            rustix::fs::removexattr(&f, "user.k")?;
+            let gone = rustix::fs::getxattr(&f, "user.k", &mut buf[..]);
+            Ok(format!("{got} {listed} {again:?} {gone:?}"))
+        })(),
+    );
+    note(
+        "punch a hole, zero a range past the end",
+        (|| {
+            use std::os::fd::AsRawFd;
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(p("holes"))?;
+            f.write_all_at(&[0xAB; 12288], 0)?;
+            let fallocate = |mode, off, len| {
+                // SAFETY: fallocate on a descriptor this closure borrows.
+                if unsafe { libc::fallocate(f.as_raw_fd(), mode, off, len) } == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            fallocate(
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                1000,
+                8000,
+            )?;
+            fallocate(libc::FALLOC_FL_ZERO_RANGE, 10000, 4000)?;
+            let data = fs::read(p("holes"))?;
+            let nonzero = data.iter().filter(|&&b| b != 0).count();
+            Ok(format!("len {} nonzero {nonzero}", data.len()))
+        })(),
+    );
     note("list root", list(""));
     note("list d", list("d"));
     note(

@@ -270,34 +270,6 @@ impl Inner {
         Ok((self.attr_of(ino)?, fh))
     }
 
-    pub(super) fn allocate(
-        &mut self,
-        fh: u64,
-        offset: u64,
-        length: u64,
-        mode: i32,
-    ) -> Result<(), c_int> {
-        let Some(Handle::File(open)) = self.handles.read().get(&fh).cloned() else {
-            return Err(libc::EBADF);
-        };
-        if !open.write {
-            return Err(libc::EBADF);
-        }
-        let end = offset.checked_add(length).ok_or(libc::EFBIG)?;
-        match mode {
-            // Reserve without changing the size: nothing visible to do.
-            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
-            0 => {
-                if end > open.file.len() {
-                    open.file.set_len(end).map_err(cache_errno)?;
-                    open.source.touch();
-                }
-                Ok(())
-            }
-            _ => Err(libc::EOPNOTSUPP),
-        }
-    }
-
     /// The final write-back at unmount: waits for the workers, then writes
     /// back every cached file, records each one that could not be made
     /// durable, and lets them go.
@@ -371,4 +343,56 @@ pub(super) fn write(open: Option<Arc<OpenFile>>, offset: u64, buf: &[u8], reply:
         Ok(n) => reply.written(n as u32),
         Err(e) => reply.error(en(cache_errno(e))),
     }
+}
+
+/// `fallocate` on an open file. Reserving space (with or without growing
+/// the file) needs nothing of the cache but the new size. Punching a hole
+/// or zeroing a range writes zeros through the cache, so reads see zeros at
+/// once and the source gets them at write-back: the data is what the call
+/// promises, but the source's blocks are not freed. Collapsing or inserting
+/// a range is refused (`EOPNOTSUPP`), as by many file systems.
+pub(super) fn allocate(
+    open: Option<Arc<OpenFile>>,
+    offset: u64,
+    length: u64,
+    mode: i32,
+) -> Result<(), c_int> {
+    let Some(open) = open.filter(|open| open.write) else {
+        return Err(libc::EBADF);
+    };
+    let end = offset.checked_add(length).ok_or(libc::EFBIG)?;
+    let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+    let len = open.file.len();
+    match mode & !libc::FALLOC_FL_KEEP_SIZE {
+        // Reserve: nothing visible to do but the size.
+        0 => {}
+        libc::FALLOC_FL_PUNCH_HOLE if keep_size => zero(&open, offset, end.min(len))?,
+        libc::FALLOC_FL_ZERO_RANGE => {
+            zero(&open, offset, if keep_size { end.min(len) } else { end })?
+        }
+        _ => return Err(libc::EOPNOTSUPP),
+    }
+    if !keep_size && end > open.file.len() {
+        open.file.set_len(end).map_err(cache_errno)?;
+        open.source.touch();
+    }
+    Ok(())
+}
+
+/// Writes zeros over `[from, to)` of an open file.
+fn zero(open: &OpenFile, from: u64, to: u64) -> Result<(), c_int> {
+    static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+    if from >= to {
+        return Ok(());
+    }
+    open.source.touch();
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        match open.file.write_at(&ZEROS[..n], at).map_err(cache_errno)? {
+            0 => return Err(libc::EIO),
+            done => at += done as u64,
+        }
+    }
+    Ok(())
 }

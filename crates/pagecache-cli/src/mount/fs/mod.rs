@@ -14,6 +14,7 @@ mod data;
 mod errno;
 mod meta;
 mod requests;
+mod xattr;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -28,8 +29,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use libc::c_int;
 use pagecache::PageCache;
@@ -347,6 +348,38 @@ impl Filesystem for PassFs {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => reply.error(en(e)),
         }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let target = self.lock().xattr_target(ino.0);
+        xattr_reply(target.and_then(|t| xattr::get(&t, name, size)), reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let target = self.lock().xattr_target(ino.0);
+        xattr_reply(target.and_then(|t| xattr::list(&t, size)), reply);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let target = self.lock().xattr_target(ino.0);
+        errno::reply_empty(
+            reply,
+            target.and_then(|t| xattr::set(&t, name, value, flags)),
+        );
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let target = self.lock().xattr_target(ino.0);
+        errno::reply_empty(reply, target.and_then(|t| xattr::remove(&t, name)));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -673,7 +706,25 @@ impl Filesystem for PassFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let result = self.lock().allocate(fh.0, offset, length, mode);
-        errno::reply_empty(reply, result)
+        let open = match self.handles.read().get(&fh.0) {
+            Some(Handle::File(open)) => Some(open.clone()),
+            _ => None,
+        };
+        // Zeroing a range may wait for the dirty throttle: not on the
+        // thread that must stay free to read requests.
+        match self.inline() {
+            Some(_turn) => errno::reply_empty(reply, data::allocate(open, offset, length, mode)),
+            None => self
+                .pool
+                .run(move || errno::reply_empty(reply, data::allocate(open, offset, length, mode))),
+        }
+    }
+}
+
+fn xattr_reply(r: Result<xattr::Value, c_int>, reply: ReplyXattr) {
+    match r {
+        Ok(xattr::Value::Size(n)) => reply.size(n),
+        Ok(xattr::Value::Bytes(b)) => reply.data(&b),
+        Err(e) => reply.error(en(e)),
     }
 }
