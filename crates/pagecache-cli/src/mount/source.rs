@@ -15,7 +15,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -128,6 +128,9 @@ pub struct Source {
     pub key: Key,
     /// Whether it could be opened for writing.
     pub writable: bool,
+    /// Large writes may go through an `O_DIRECT` descriptor (cleared when
+    /// the source's file system refuses one).
+    direct: AtomicBool,
     /// Path relative to SOURCE_DIR; `None` once its last known name is gone.
     rel: Mutex<Option<PathBuf>>,
     /// Nanoseconds since the epoch of the last write through the mount; 0:
@@ -148,12 +151,15 @@ impl Source {
     /// A source file at `rel`, whose descriptor `fd` has just been opened.
     pub fn new(fds: &Arc<Fds>, rel: PathBuf, fd: fs::File, writable: bool) -> io::Result<Self> {
         let key = super::inode::key_of(&fd.metadata()?);
-        let id = fds.next_id.fetch_add(1, Ordering::Relaxed);
+        // Two ids: the buffered descriptor's, and the next one for the
+        // `O_DIRECT` descriptor's own entry.
+        let id = fds.next_id.fetch_add(2, Ordering::Relaxed);
         fds.lru.lock().insert(id, Arc::new(fd), fds.capacity);
         Ok(Source {
             id,
             key,
             writable,
+            direct: AtomicBool::new(writable),
             rel: Mutex::new(Some(rel)),
             written: AtomicU64::new(0),
             mtime: AtomicU64::new(0),
@@ -170,7 +176,39 @@ impl Source {
         Ok(self.fds.lru.lock().insert(self.id, fd, self.fds.capacity))
     }
 
+    /// An `O_DIRECT` descriptor for writing, in its own entry of the
+    /// descriptor LRU; `None` for a read-only source, one whose file system
+    /// has no `O_DIRECT`, or one that cannot be reopened (no name left).
+    fn direct_fd(&self) -> Option<Arc<fs::File>> {
+        if !self.direct.load(Ordering::Relaxed) {
+            return None;
+        }
+        let id = self.id + 1;
+        if let Some(fd) = self.fds.lru.lock().touch(id) {
+            return Some(fd);
+        }
+        match self.open(libc::O_DIRECT) {
+            Ok(fd) => Some(
+                self.fds
+                    .lru
+                    .lock()
+                    .insert(id, Arc::new(fd), self.fds.capacity),
+            ),
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    self.direct.store(false, Ordering::Relaxed);
+                }
+                None
+            }
+        }
+    }
+
     fn reopen(&self) -> io::Result<fs::File> {
+        self.open(0)
+    }
+
+    /// Opens the file again by its path, with `flags` besides the usual.
+    fn open(&self, flags: i32) -> io::Result<fs::File> {
         let rel = self.rel.lock().clone().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotFound,
@@ -180,7 +218,7 @@ impl Source {
         let fd = OpenOptions::new()
             .read(true)
             .write(self.writable)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | flags)
             .open(self.fds.full(&rel))?;
         if super::inode::key_of(&fd.metadata()?) != self.key {
             // Replaced behind the mount's back: writing there would
@@ -311,8 +349,24 @@ fn time(n: u64) -> Option<SystemTime> {
 
 impl Drop for Source {
     fn drop(&mut self) {
-        self.fds.lru.lock().remove(self.id);
+        let mut lru = self.fds.lru.lock();
+        lru.remove(self.id);
+        lru.remove(self.id + 1);
     }
+}
+
+/// Writes at least this long, and aligned, go through `O_DIRECT`.
+const DIRECT_MIN: usize = 64 << 10;
+
+/// Alignment `O_DIRECT` asks of offsets, lengths and buffers: the largest
+/// logical block size in use, so right for 512-byte blocks too.
+const DIRECT_ALIGN: usize = 4096;
+
+fn direct_aligned(bufs: &[IoSlice<'_>], offset: u64) -> bool {
+    offset % DIRECT_ALIGN as u64 == 0
+        && bufs
+            .iter()
+            .all(|b| b.len() % DIRECT_ALIGN == 0 && (b.as_ptr() as usize) % DIRECT_ALIGN == 0)
 }
 
 /// The cache's backend for a source file: every call goes through the
@@ -324,7 +378,23 @@ impl pagecache::Backend for SourceBackend {
         Ok(rustix::io::pread(self.0.fd()?.as_fd(), buf, offset)?)
     }
 
+    /// Large aligned runs (sequential writeback) go through `O_DIRECT`:
+    /// straight from the cache's frames to the device, with no second copy
+    /// in the kernel's page cache and, within the file's size, side by
+    /// side rather than one at a time under the inode's lock. Small ones
+    /// stay buffered, where the kernel absorbs random writes.
     fn write_vectored_at(&self, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len >= DIRECT_MIN && direct_aligned(bufs, offset) {
+            if let Some(fd) = self.0.direct_fd() {
+                match rustix::io::pwritev(fd.as_fd(), bufs, offset) {
+                    Err(rustix::io::Errno::INVAL) => {
+                        self.0.direct.store(false, Ordering::Relaxed);
+                    }
+                    r => return Ok(r?),
+                }
+            }
+        }
         Ok(rustix::io::pwritev(self.0.fd()?.as_fd(), bufs, offset)?)
     }
 
