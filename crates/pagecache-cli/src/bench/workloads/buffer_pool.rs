@@ -36,13 +36,17 @@ pub fn updates(p: &Params) -> u64 {
 
 /// Buffered reads and writes of the kernel are not atomic against each
 /// other: a read racing an update can see part of each version. A block that
-/// is not self-consistent is read again a few times before it counts as
-/// wrong (the library's reads are, and pass the first time).
+/// is not self-consistent is read again, yielding between reads, before it
+/// counts as wrong (the library's reads are, and pass the first time). A
+/// few times were not enough on a loaded machine, where the writer can be
+/// in the middle of the same block's next update at each look; a block that
+/// is really wrong stays wrong however often it is read.
 fn settle<S: Store>(store: &S, b: u64, tag: u32, buf: &mut [u8]) -> Result<(), CliError> {
-    for _ in 0..3 {
+    for _ in 0..64 {
         if block::check_light(buf, tag, b, block::version(buf)).is_ok() {
             break;
         }
+        std::thread::yield_now();
         match store.read(0, b, buf) {
             Ok(_) | Err(OpError::Oom) => {}
             Err(OpError::Fatal(e)) => return Err(e),
