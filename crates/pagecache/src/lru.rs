@@ -21,17 +21,9 @@
 //! Entries carry the frame's generation; a frame freed elsewhere (truncate,
 //! writeback completion of a reclaim-flagged page) leaves a stale entry that
 //! reclaim drops when it reaches it.
-//!
-//! A thread's newly read-in pages join the inactive list `ADD_BATCH` at a
-//! time (the kernel's per-CPU `lru_add` folio batches), so that a miss does
-//! not take the lists' lock each time; reclaim that finds nothing to free
-//! drains every thread's batch ([`Lru::drain_all`], the kernel's
-//! `lru_add_drain_all`) before it waits or gives up.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use parking_lot::Mutex;
 
@@ -54,36 +46,10 @@ struct Lists {
     io: VecDeque<Entry>,
 }
 
-/// Pages one thread adds together.
-const ADD_BATCH: usize = 15;
-
-/// Arenas with fewer frames add each page at once: pages held back in
-/// batches, up to `ADD_BATCH` a thread, must stay a small share of the
-/// arena.
-const BATCH_MIN_FRAMES: usize = 4096;
-
-/// A thread's pages on their way to the inactive list. Its lock is the
-/// thread's own but for `drain_all`, so taking it costs no contention.
-#[derive(Default)]
-struct AddBatch(Mutex<Vec<Entry>>);
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    /// This thread's batch in each cache it has added pages to, by the
-    /// lists' id.
-    static BATCHES: RefCell<Vec<(u64, Arc<AddBatch>)>> = const { RefCell::new(Vec::new()) };
-}
-
 /// Both lists under one lock. Heads are the front, tails the back.
+#[derive(Default)]
 pub(crate) struct Lru {
     lists: Mutex<Lists>,
-    id: u64,
-    /// Pages a thread adds at once; 0: each as it comes.
-    batch: usize,
-    /// Every thread's batch, for `drain_all`. A batch whose thread has
-    /// exited is only here: drained and dropped at the next `drain_all`.
-    batches: Mutex<Vec<Arc<AddBatch>>>,
 }
 
 pub(crate) fn entry(arena: &Arena, id: FrameId) -> Entry {
@@ -95,50 +61,14 @@ pub(crate) fn is_stale(arena: &Arena, e: Entry) -> bool {
 }
 
 impl Lru {
-    /// Lists for an arena of `frames` frames.
-    pub(crate) fn new(frames: usize) -> Self {
-        Lru {
-            lists: Mutex::default(),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            batch: if frames >= BATCH_MIN_FRAMES {
-                ADD_BATCH
-            } else {
-                0
-            },
-            batches: Mutex::default(),
-        }
-    }
-
-    /// A newly read-in page goes to the inactive head, with this thread's
-    /// batch once the batch is full.
+    /// A newly read-in page goes to the inactive head.
     pub(crate) fn add(&self, e: Entry) {
-        if self.batch == 0 {
-            self.lists.lock().inactive.push_front(e);
-            return;
-        }
-        let full = BATCHES.with(|cell| {
-            let mut mine = cell.borrow_mut();
-            let at = match mine.iter().position(|(id, _)| *id == self.id) {
-                Some(at) => at,
-                None => {
-                    // Batches of caches since dropped are held here only.
-                    mine.retain(|(_, b)| Arc::strong_count(b) > 1);
-                    let b = Arc::new(AddBatch::default());
-                    self.batches.lock().push(Arc::clone(&b));
-                    mine.push((self.id, b));
-                    mine.len() - 1
-                }
-            };
-            let mut entries = mine[at].1 .0.lock();
-            entries.push(e);
-            (entries.len() >= self.batch).then(|| std::mem::take(&mut *entries))
-        });
-        if let Some(entries) = full {
-            self.add_all(entries);
-        }
+        self.lists.lock().inactive.push_front(e);
     }
 
-    fn add_all(&self, entries: Vec<Entry>) {
+    /// Pages read in together (a readahead window) go to the inactive head
+    /// under one lock, in order, the last at the head.
+    pub(crate) fn add_many(&self, entries: Vec<Entry>) {
         if entries.is_empty() {
             return;
         }
@@ -146,23 +76,6 @@ impl Lru {
         for e in entries {
             l.inactive.push_front(e);
         }
-    }
-
-    /// Puts every thread's batched pages on the inactive list; returns how
-    /// many there were.
-    pub(crate) fn drain_all(&self) -> usize {
-        if self.batch == 0 {
-            return 0;
-        }
-        let mut all = Vec::new();
-        self.batches.lock().retain(|b| {
-            all.append(&mut b.0.lock());
-            // Held by its thread too, unless the thread has exited.
-            Arc::strong_count(b) > 1
-        });
-        let n = all.len();
-        self.add_all(all);
-        n
     }
 
     /// Takes up to `n` entries off the inactive tail, dropping stale ones.
@@ -281,70 +194,5 @@ impl Lru {
     pub(crate) fn lens(&self) -> (usize, usize) {
         let l = self.lists.lock();
         (l.inactive.len() + l.io.len(), l.active.len())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn inactive(l: &Lru) -> Vec<Entry> {
-        l.lists.lock().inactive.iter().copied().collect()
-    }
-
-    #[test]
-    fn a_thread_adds_its_pages_together_in_order() {
-        let l = Lru::new(BATCH_MIN_FRAMES);
-        for i in 0..ADD_BATCH as u32 - 1 {
-            l.add((i, 0));
-        }
-        assert!(inactive(&l).is_empty(), "held in the batch");
-        l.add((99, 0));
-        let mut want: Vec<Entry> = (0..ADD_BATCH as u32 - 1).map(|i| (i, 0)).collect();
-        want.push((99, 0));
-        want.reverse();
-        assert_eq!(inactive(&l), want, "the last added at the head");
-        assert_eq!(l.drain_all(), 0);
-    }
-
-    #[test]
-    fn a_small_arena_adds_each_page_at_once() {
-        let l = Lru::new(BATCH_MIN_FRAMES - 1);
-        l.add((1, 0));
-        assert_eq!(inactive(&l), vec![(1, 0)]);
-    }
-
-    #[test]
-    fn drain_all_takes_other_threads_batches_and_forgets_exited_ones() {
-        let l = Lru::new(BATCH_MIN_FRAMES);
-        std::thread::scope(|s| {
-            for t in 0..3u32 {
-                let l = &l;
-                s.spawn(move || {
-                    for i in 0..5 {
-                        l.add((t * 10 + i, 0));
-                    }
-                });
-            }
-        });
-        assert!(inactive(&l).is_empty());
-        assert_eq!(l.batches.lock().len(), 3);
-        assert_eq!(l.drain_all(), 15);
-        let mut got = inactive(&l);
-        got.sort();
-        let mut want: Vec<Entry> = (0..3u32)
-            .flat_map(|t| (0..5).map(move |i| (t * 10 + i, 0)))
-            .collect();
-        want.sort();
-        assert_eq!(got, want);
-        assert!(
-            l.batches.lock().is_empty(),
-            "exited threads' batches dropped"
-        );
-        // This thread's batch survives a drain and keeps working.
-        l.add((100, 0));
-        assert_eq!(l.drain_all(), 1);
-        l.add((101, 0));
-        assert_eq!(l.batches.lock().len(), 1);
     }
 }

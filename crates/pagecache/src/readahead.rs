@@ -551,9 +551,14 @@ fn take_frames<'a>(
             arena.unpin(existing);
             break;
         }
-        inner.lru.add(lru::entry(arena, id));
         taken.push((id, guard));
     }
+    // A window joins the inactive list at once, under one lock: its own
+    // batch (write-locked until read, reclaim could not take its pages
+    // before anyway).
+    inner
+        .lru
+        .add_many(taken.iter().map(|&(id, _)| lru::entry(arena, id)).collect());
     taken
 }
 

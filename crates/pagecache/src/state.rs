@@ -98,7 +98,7 @@ impl Inner {
                     ))
                 },
             )?,
-            lru: Lru::new(frames),
+            lru: Lru::default(),
             registry: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),
             nr_dirty: AtomicUsize::new(0),

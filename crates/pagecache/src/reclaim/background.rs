@@ -34,9 +34,6 @@ pub(crate) fn run(inner: &Inner) {
         while arena.nr_free() < inner.wm.high() && !inner.shutdown.load(Ordering::Acquire) {
             let progress_seen = inner.progress.seq();
             let scan = direct::shrink(inner, BATCH, Reclaimer::Background);
-            if scan.freed == 0 && inner.lru.drain_all() > 0 {
-                continue;
-            }
             let waitable = scan.dirty + scan.writeback + scan.pinned > 0;
             if scan.freed == 0 && (waitable || scan.scanned == 0) {
                 // Nothing clean: wait for writeback to make some.

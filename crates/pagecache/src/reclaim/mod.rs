@@ -97,10 +97,6 @@ fn alloc_slow(inner: &Inner) -> Result<FrameId> {
             // Another allocator took what this scan freed: try again.
             continue;
         }
-        if inner.lru.drain_all() > 0 {
-            // Pages threads had read in but not yet listed: scan them too.
-            continue;
-        }
         if scan.dirty + scan.writeback == 0 {
             idle_scans += 1;
             if idle_scans < idle_limit {
