@@ -6,8 +6,8 @@
 //! kernel runs its reads for the same ½), alternating in rounds of about a
 //! second. Every 16th operation is timed and classified as a hit or a miss, so
 //! the clock does not dominate what is measured; throughput is ops over wall
-//! time. Every copy is checked (header and last word; every 64th whole);
-//! every pin checks the header it points at (every 64th: the whole page).
+//! time. Every copy is checked (header and last word; every 1024th whole);
+//! every pin checks the header it points at (every 1024th: the whole page).
 
 use std::time::{Duration, Instant};
 
