@@ -77,6 +77,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
                     pol.name()
                 ));
                 let params = params(&plan, point, wi, w)?;
+                settle();
                 let run_dir = tmp.path().join(format!("{}-{}", w.name(), pol.name()));
                 std::fs::create_dir_all(&run_dir)
                     .map_err(|e| CliError::io("creating", Some(run_dir.clone()), e))?;
@@ -141,7 +142,7 @@ fn io_engine(uring: Option<bool>) -> String {
 /// How the numbers were taken, for the report.
 fn method() -> Vec<String> {
     vec![
-        "Every run starts cold: its files are written with O_DIRECT just before it, so neither the kernel page cache nor the library holds them; `hit`, `readers-vs-writer` and `scan` then warm their hot set by reading it (twice for the last two) under every policy alike.".into(),
+        "Every run starts cold, after a sync() of the machine and a 200 ms pause: its files are written with O_DIRECT just before it, so neither the kernel page cache nor the library holds them; `hit`, `readers-vs-writer` and `scan` then warm their hot set by reading it (twice for the last two) under every policy alike.".into(),
         "The library's policies read and write their files with O_DIRECT, so the budget is the only memory their pages live in. `kernel` runs the same workload code in a child process through buffered pread/pwrite, in a child memory cgroup limited to the budget plus 4 MiB for the child's own allocations.".into(),
         "`hit` alternates read_at, pin and memcpy phases in one-second rounds and times every 16th operation, which is also the one whose hit or miss it counts (hit% is over those); other workloads time and count every operation. Kernel hits are told from misses with preadv2(RWF_NOWAIT).".into(),
         "Kernel writeback bytes are its child process's own (`/proc/self/io` write_bytes less cancelled_write_bytes); its write I/O count is the block device's (machine-wide) scaled to that process's share of the bytes the device wrote, so its average I/O size is the device's over the run. Throttle, direct reclaim writes and stack depth cannot be measured for the kernel and are shown as -.".into(),
@@ -163,6 +164,14 @@ fn params(plan: &Plan, point: Point, wi: usize, w: Workload) -> Result<Params, C
         knobs: Knobs::resolve(w, &plan.overrides)?,
         work_scale: plan.work_scale,
     })
+}
+
+/// Before each run: writes out whatever the machine has dirty (the last
+/// run's kernel writeback, its deleted files' journal) and lets the
+/// flushing threads finish, so that no run measures the one before it.
+fn settle() {
+    rustix::fs::sync();
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 /// One run's files at a time are on disk: the largest decides.
