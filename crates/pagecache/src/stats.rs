@@ -9,7 +9,7 @@ const SHARDS: usize = 8;
 /// One counter alone on its cache line.
 #[derive(Default)]
 #[repr(align(64))]
-pub(crate) struct Slot(AtomicU64);
+struct Slot(AtomicU64);
 
 /// An event counter split over cache lines, so threads bumping it on the hit
 /// path do not bounce one line between cores. Reads sum the shards.

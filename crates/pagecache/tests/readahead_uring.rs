@@ -48,6 +48,16 @@ fn ring_cache() -> Option<PageCache> {
     Some(cache)
 }
 
+/// Scans a file of `contents()` kept in memory (a backend with no
+/// descriptor for the ring), checking every page.
+fn scan_a_file_in_memory(cache: &PageCache) {
+    let expect = contents();
+    let f = cache
+        .open_backend(MemBackend::with_contents(expect.clone()))
+        .unwrap();
+    scan_and_check(&f, &expect);
+}
+
 /// Reads the whole file in page-sized reads, in order, and compares.
 fn scan_and_check(f: &pagecache::File, expect: &[u8]) {
     let mut buf = vec![0u8; PAGE];
@@ -103,11 +113,7 @@ fn a_backend_without_a_descriptor_reads_ahead_on_threads() {
     let Some(cache) = ring_cache() else {
         return;
     };
-    let expect = contents();
-    let f = cache
-        .open_backend(MemBackend::with_contents(expect.clone()))
-        .unwrap();
-    scan_and_check(&f, &expect);
+    scan_a_file_in_memory(&cache);
     let e = cache.stats().events;
     assert_eq!(e.readahead_uring_ios, 0);
     assert!(e.pages_readahead * 2 > e.pages_read);
@@ -308,11 +314,7 @@ fn readahead_reclaims_clean_pages_rather_than_cut_its_window() {
     // No background reclaimer: once the free frames are down to the low
     // watermark, only readahead's own reclaim can make room for a window.
     let cache = PageCache::new(Config::new(BUDGET).background_reclaim(false)).unwrap();
-    let expect = contents();
-    let f = cache
-        .open_backend(MemBackend::with_contents(expect.clone()))
-        .unwrap();
-    scan_and_check(&f, &expect);
+    scan_a_file_in_memory(&cache);
     let e = cache.stats().events;
     assert!(e.pgsteal_background > 0, "readahead freed pages itself");
     assert!(

@@ -169,11 +169,7 @@ impl Source {
 
     /// The descriptor, reopened by path if it was closed.
     pub fn fd(&self) -> io::Result<Arc<fs::File>> {
-        if let Some(fd) = self.fds.lru.lock().touch(self.id) {
-            return Ok(fd);
-        }
-        let fd = Arc::new(self.reopen()?);
-        Ok(self.fds.lru.lock().insert(self.id, fd, self.fds.capacity))
+        self.cached(self.id, 0)
     }
 
     /// An `O_DIRECT` descriptor for writing, in its own entry of the
@@ -183,28 +179,23 @@ impl Source {
         if !self.direct.load(Ordering::Relaxed) {
             return None;
         }
-        let id = self.id + 1;
-        if let Some(fd) = self.fds.lru.lock().touch(id) {
-            return Some(fd);
-        }
-        match self.open(libc::O_DIRECT) {
-            Ok(fd) => Some(
-                self.fds
-                    .lru
-                    .lock()
-                    .insert(id, Arc::new(fd), self.fds.capacity),
-            ),
-            Err(e) => {
+        self.cached(self.id + 1, libc::O_DIRECT)
+            .map_err(|e| {
                 if e.raw_os_error() == Some(libc::EINVAL) {
                     self.direct.store(false, Ordering::Relaxed);
                 }
-                None
-            }
-        }
+            })
+            .ok()
     }
 
-    fn reopen(&self) -> io::Result<fs::File> {
-        self.open(0)
+    /// The LRU's descriptor `id`, opened by path with `flags` if it was
+    /// closed.
+    fn cached(&self, id: u64, flags: i32) -> io::Result<Arc<fs::File>> {
+        if let Some(fd) = self.fds.lru.lock().touch(id) {
+            return Ok(fd);
+        }
+        let fd = Arc::new(self.open(flags)?);
+        Ok(self.fds.lru.lock().insert(id, fd, self.fds.capacity))
     }
 
     /// Opens the file again by its path, with `flags` besides the usual.
