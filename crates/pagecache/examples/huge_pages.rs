@@ -13,6 +13,10 @@ use std::os::unix::fs::FileExt;
 
 use pagecache::{Config, File, MemBackend, PageCache};
 
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
+
 const PS: u64 = 4096;
 
 /// This thread's CPU time in seconds.
@@ -24,18 +28,6 @@ fn cpu_secs() -> f64 {
     // SAFETY: `ts` is a valid timespec for the call to fill.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-}
-
-/// xorshift64: cheap, so the loop measures the cache, not the generator.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((u128::from(self.0) * u128::from(n)) >> 64) as u64
-    }
 }
 
 /// Operations per CPU-second of `op`, run for `secs` of CPU time.
