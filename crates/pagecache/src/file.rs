@@ -262,29 +262,21 @@ impl File {
         let inner = self.inner();
         let m = self.m();
         let recursive = held::check(m.id, index, false)?;
-        let fast = if recursive {
-            None
-        } else {
-            m.find_read(&inner.arena, index)
-        };
+        // Also when this thread holds the page already: a hazard slot it
+        // holds the frame by is held once more, without the lock.
+        let fast = m.find_read(&inner.arena, index);
         let ra = Ra {
             state: &self.open.ra,
             req: 1,
         };
-        let (id, lock, pinned) = match fast {
-            Some((id, lock)) => {
+        let (id, hold, pinned) = match fast {
+            Some((id, hold)) => {
                 filemap::hit(inner);
-                (id, lock, false)
+                (id, hold, false)
             }
             None => {
                 let (id, _) = filemap::get_page(inner, m, index, Fill::Read, Some(ra))?;
-                let f = inner.arena.frame(id);
-                let lock = if recursive {
-                    f.lock.read_recursive()
-                } else {
-                    f.lock.read()
-                };
-                (id, lock, true)
+                (id, filemap::hold_pinned(inner, id, recursive), true)
             }
         };
         if readahead::take_marker(inner, id) {
@@ -298,7 +290,7 @@ impl File {
         Ok(PageReadGuard {
             arena: &inner.arena,
             id,
-            lock: Some(lock),
+            hold: Some(hold),
             pinned,
             mapping: m.id,
             index,

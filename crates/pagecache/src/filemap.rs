@@ -10,7 +10,7 @@ use parking_lot::RwLockReadGuard;
 use crate::backend::read_full;
 use crate::error::{Error, Result};
 use crate::frame::{FrameId, FrameWriteGuard, DIRTY, ORPHAN, UPTODATE, WRITEBACK};
-use crate::guard::held;
+use crate::guard::{held, Hold};
 use crate::lru;
 use crate::mapping::Mapping;
 use crate::readahead::{Ra, RaState};
@@ -69,7 +69,7 @@ pub(crate) fn get_page<'a>(
         crate::stats::thread_update(inner.id, |t| t.misses += 1);
         let id = reclaim::alloc_frame(inner)?;
         let f = arena.frame(id);
-        let guard = f.lock.write();
+        let guard = arena.write_frame(id);
         if let Err(existing) = m.insert(arena, index, id) {
             drop(guard);
             arena.release_unused(id);
@@ -146,6 +146,23 @@ fn read_page(
     Ok(())
 }
 
+/// Keeps writers out of a pinned frame: its read lock, or, where this
+/// thread holds the page already (`recursive`), one more hold on the hazard
+/// slot it may hold the frame by. Taking the lock there could wait for a
+/// writer that holds the write lock while it waits for that very slot.
+pub(crate) fn hold_pinned(inner: &Inner, id: FrameId, recursive: bool) -> Hold<'_> {
+    let f = inner.arena.frame(id);
+    if !recursive {
+        return Hold::Lock(f.lock.read());
+    }
+    match inner.arena.reenter(id) {
+        Some(h) => Hold::Hazard(h),
+        // Held by its lock (or not this frame): no writer holds it waiting
+        // for this thread.
+        None => Hold::Lock(f.lock.read_recursive()),
+    }
+}
+
 /// Takes `m`'s `resize` lock shared for a write, and refuses the write once
 /// shutdown has begun (shutdown drains this lock, so a write that got it
 /// before is written back). Lock order: `resize` before frame locks. A
@@ -166,7 +183,7 @@ pub(crate) fn resize_shared<'a>(inner: &Inner, m: &'a Mapping) -> Result<RwLockR
 pub(crate) fn lock_for_write(inner: &Inner, id: FrameId) -> FrameWriteGuard<'_> {
     let f = inner.arena.frame(id);
     loop {
-        let g = f.lock.write();
+        let g = inner.arena.write_frame(id);
         if f.flags() & WRITEBACK == 0 {
             return g;
         }
@@ -232,17 +249,13 @@ pub(crate) fn read_at(
         }
         missed = true;
         let (id, _) = get_page(inner, m, index, Fill::Read, Some(ra))?;
-        let f = arena.frame(id);
         if readahead::take_marker(inner, id) {
             readahead::marker_hit(inner, m, ra, index);
         }
         {
-            let _g = if recursive {
-                f.lock.read_recursive()
-            } else {
-                f.lock.read()
-            };
-            // SAFETY: we hold the frame's read lock, so no writer runs.
+            let _g = hold_pinned(inner, id, recursive);
+            // SAFETY: we hold the frame's read lock or a hazard slot naming
+            // it, so no writer runs.
             let page = unsafe { arena.page(id) };
             buf[at..at + n].copy_from_slice(&page[in_page..in_page + n]);
         }

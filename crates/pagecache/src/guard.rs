@@ -4,7 +4,7 @@ use std::ops::{Deref, DerefMut};
 
 use parking_lot::RwLockReadGuard;
 
-use crate::frame::{Arena, FrameId, FrameWriteGuard};
+use crate::frame::{Arena, FrameId, FrameWriteGuard, Hazard};
 
 /// Which pages the current thread holds guards on, so that a call that would
 /// wait on one of them returns [`Error::WouldDeadlock`](crate::Error) instead.
@@ -198,10 +198,10 @@ pub(crate) mod held {
 pub struct PageReadGuard<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) id: FrameId,
-    pub(crate) lock: Option<RwLockReadGuard<'a, ()>>,
-    /// Whether the guard holds a pin besides the lock. A hit takes the lock
-    /// alone (under the index lock, like a copying read), which keeps the
-    /// frame just as well and saves two atomic operations.
+    pub(crate) hold: Option<Hold<'a>>,
+    /// Whether the guard holds a pin besides the lock. A hit holds the
+    /// frame by a hazard slot or its lock alone, which keeps the frame just
+    /// as well and saves the pin's two atomic operations.
     pub(crate) pinned: bool,
     pub(crate) mapping: u64,
     pub(crate) index: u64,
@@ -217,20 +217,42 @@ impl PageReadGuard<'_> {
 impl Deref for PageReadGuard<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: we hold the frame's read lock for our lifetime.
+        // SAFETY: for our lifetime we hold the frame's read lock or a hazard
+        // slot naming it, either of which keeps writers out (`Hold`).
         unsafe { self.arena.page(self.id) }
     }
 }
 
 impl Drop for PageReadGuard<'_> {
     fn drop(&mut self) {
-        self.lock.take();
+        let hold = self.hold.take();
         held::pop(self.mapping, self.index, false);
         if self.pinned {
+            drop(hold);
             self.arena.unpin(self.id);
-        } else {
-            self.arena.release_read(self.id);
+        } else if let Some(hold) = hold {
+            hold.release(self.arena, self.id);
         }
+    }
+}
+
+/// How a page read guard keeps writers out of its frame: by what the
+/// variant's drop does, never read.
+#[allow(dead_code)]
+pub(crate) enum Hold<'a> {
+    /// The frame's read lock.
+    Lock(RwLockReadGuard<'a, ()>),
+    /// A hazard slot naming the frame, seen by every writer
+    /// (`frame/hazard.rs`).
+    Hazard(Hazard<'a>),
+}
+
+impl Hold<'_> {
+    /// Lets go of a frame held without a pin, and frees it if it was
+    /// truncated away meanwhile (`Arena::release_read`).
+    pub(crate) fn release(self, arena: &Arena, id: FrameId) {
+        drop(self);
+        arena.release_read(id);
     }
 }
 

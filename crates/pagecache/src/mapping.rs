@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, RwLock};
 
 pub(crate) use crate::pagetable::PageTable;
 
 use crate::backend::Backend;
 use crate::errseq::ErrSeq;
 use crate::frame::{Arena, Frame, FrameId, FREE, ORPHAN, RA_MARKER, UPTODATE};
+use crate::guard::Hold;
 
 /// The dirty pages of one mapping, in page order.
 #[derive(Default)]
@@ -188,30 +189,41 @@ impl Mapping {
         self.pages.get(index)
     }
 
-    /// The hit path of `File::page`: looks the page up and read-locks its
-    /// frame without pinning it, then checks under the lock that the frame
-    /// is still this page, up to date. Reclaim frees a frame only with its
-    /// write lock, and a new owner fills it only with it, so the frame stays
-    /// this page's bytes while the guard lives. `None` if absent, being
-    /// read in or written, or moving: the caller then takes the pinning
-    /// path.
+    /// The hit path of `File::page`: looks the page up and holds its frame
+    /// without pinning it, by a hazard slot (`frame/hazard.rs`) or, where
+    /// this thread has none free, by the frame's read lock; then checks that
+    /// the frame is still this page, up to date. Reclaim frees a frame, and
+    /// a new owner fills it, only with its write lock, which waits for both,
+    /// so the frame stays this page's bytes while the guard lives. `None` if
+    /// absent, being read in or written, or moving: the caller then takes
+    /// the pinning path.
     #[inline]
     pub(crate) fn find_read<'a>(
         &self,
         arena: &'a Arena,
         index: u64,
-    ) -> Option<(FrameId, RwLockReadGuard<'a, ()>)> {
+    ) -> Option<(FrameId, Hold<'a>)> {
         let id = self.pages.get(index)?;
         arena.prefetch(id, 0);
         let f = arena.frame(id);
-        let guard = f.lock.try_read()?;
+        let hold = match arena.hold(id) {
+            Some((h, fresh)) => {
+                // After the slot's fence: odd, a writer holds the lock and
+                // may not have seen the slot. `Acquire`: what the last
+                // writer or free did is visible to the identity check.
+                if fresh && f.lock.version().begin_read().is_none() {
+                    return None;
+                }
+                Hold::Hazard(h)
+            }
+            None => Hold::Lock(f.lock.try_read()?),
+        };
         if !self.is_page(f, index) {
-            drop(guard);
-            arena.release_read(id);
+            hold.release(arena, id);
             return None;
         }
         crate::advise::touch(self, f);
-        Some((id, guard))
+        Some((id, hold))
     }
 
     /// The hit path of a copying read: copies `dst.len()` bytes at `at` of

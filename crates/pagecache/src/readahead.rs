@@ -544,7 +544,7 @@ fn take_frames<'a>(
         let Some(id) = arena.pop_free() else {
             break;
         };
-        let guard = arena.frame(id).lock.write();
+        let guard = arena.write_frame(id);
         if let Err(existing) = m.insert(arena, index, id) {
             drop(guard);
             arena.release_unused(id);

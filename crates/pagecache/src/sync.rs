@@ -3,6 +3,6 @@
 //! interleaving.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU64};
+pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicUsize};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicU64};
+pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize};

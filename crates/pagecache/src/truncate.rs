@@ -44,7 +44,7 @@ pub(crate) fn set_len(inner: &Inner, m: &Mapping, new: u64) -> Result<()> {
             None => None,
             Some(id) => {
                 let f = arena.frame(id);
-                match f.lock.try_write() {
+                match arena.try_write_frame(id) {
                     Some(g) if f.flags() & WRITEBACK == 0 => Some((id, g)),
                     busy => {
                         drop(busy);

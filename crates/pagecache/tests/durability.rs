@@ -173,6 +173,43 @@ fn finishes<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'stati
         .unwrap_or_else(|_| panic!("deadlock: {what} did not finish"))
 }
 
+/// A writer of page 3 waits for a `page()` guard on it, and holds the
+/// frame's write lock while it waits. The guard's holder reading the page
+/// again (`page`, `read_at`) and syncing it must not wait for that writer,
+/// and the writer must not change the bytes while the guard lives.
+#[test]
+fn a_guard_holder_rereads_and_syncs_its_page_while_a_writer_waits() {
+    for round in 0..20u64 {
+        let cache = PageCache::new(Config::new(64 * PS)).unwrap();
+        let f = cache.open_backend(pagecache::MemBackend::new()).unwrap();
+        f.write_at(&vec![7u8; 8 * PS], 0).unwrap();
+        let (a, b) = (f.clone(), f.clone());
+        finishes("a guard holder vs a waiting writer", move || {
+            a.write_at(&vec![7u8; PS], 3 * PS as u64).unwrap();
+            let g = a.page(3).unwrap();
+            let writer = thread::spawn(move || b.write_at(&vec![9u8; PS], 3 * PS as u64).unwrap());
+            thread::sleep(Duration::from_micros(200 + round * 100));
+            let again = a.page(3).unwrap();
+            let mut buf = vec![0u8; PS];
+            assert_eq!(a.read_at(&mut buf, 3 * PS as u64).unwrap(), PS);
+            a.sync().unwrap();
+            for bytes in [&g[..], &again[..], &buf[..]] {
+                assert!(
+                    bytes.iter().all(|&x| x == 7),
+                    "a writer changed a held page"
+                );
+            }
+            drop(again);
+            assert!(!writer.is_finished(), "a writer went past a page guard");
+            drop(g);
+            writer.join().unwrap();
+        });
+        let mut buf = vec![0u8; PS];
+        f.read_at(&mut buf, 3 * PS as u64).unwrap();
+        assert!(buf.iter().all(|&x| x == 9));
+    }
+}
+
 /// Thread A holds a guard on page 5 and writes page 2; thread B truncates
 /// into page 5. B must not hold `resize` while waiting for page 5, or A
 /// (waiting for `resize`) and B wait for each other forever.

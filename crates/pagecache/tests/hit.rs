@@ -153,3 +153,88 @@ fn readers_never_see_another_pages_bytes_while_a_file_is_truncated() {
     });
     assert_eq!(cache.stats().pinned, 0, "a pin leaked");
 }
+
+/// Page guards against in-place writers: writers rewrite whole pages with
+/// a new generation in every word while readers hold `page()` guards, take
+/// the page again while holding it (a second guard, a copying read), and
+/// yield in between. A guard's bytes must be one generation throughout and
+/// must not change while it lives; reclaim frees and refills frames all
+/// along (the pages are twice the budget).
+#[test]
+fn page_guards_keep_writers_out_while_frames_are_reused() {
+    const N: u64 = 2 * FRAMES as u64;
+    let word = |index: u64, generation: u64| (index << 32 | generation).to_le_bytes();
+    let page = |index: u64, generation: u64| -> Vec<u8> {
+        word(index, generation)
+            .iter()
+            .copied()
+            .cycle()
+            .take(PS)
+            .collect()
+    };
+    // One generation in every word of a whole page of `index`.
+    let uniform = |bytes: &[u8], index: u64| -> u64 {
+        let first = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        assert_eq!(first >> 32, index, "page {index} holds another page");
+        for w in bytes.chunks_exact(8) {
+            assert_eq!(
+                u64::from_le_bytes(w.try_into().unwrap()),
+                first,
+                "page {index} is torn"
+            );
+        }
+        first & 0xffff_ffff
+    };
+    let cache = PageCache::new(Config::new(FRAMES * PS)).unwrap();
+    let file = cache.open_backend(MemBackend::new()).unwrap();
+    for i in 0..N {
+        file.write_at(&page(i, 0), i * PS as u64).unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let held = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let (file, stop) = (&file, &stop);
+            s.spawn(move || {
+                let mut rng = Rng(31 + t);
+                let mut generation = 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = rng.below(N);
+                    file.write_at(&page(i, generation), i * PS as u64).unwrap();
+                    generation += 1;
+                }
+            });
+        }
+        for t in 0..2u64 {
+            let (file, stop, held) = (&file, &stop, &held);
+            s.spawn(move || {
+                let mut rng = Rng(71 + t);
+                let mut buf = vec![0u8; PS];
+                while !stop.load(Ordering::Relaxed) {
+                    let i = rng.below(N);
+                    let g = file.page(i).unwrap();
+                    let generation = uniform(&g, i);
+                    std::thread::yield_now();
+                    if rng.below(2) == 0 {
+                        let again = file.page(i).unwrap();
+                        assert_eq!(uniform(&again, i), generation, "a second guard differs");
+                    } else {
+                        file.read_at(&mut buf, i * PS as u64).unwrap();
+                        assert_eq!(uniform(&buf, i), generation, "a read under a guard differs");
+                    }
+                    assert_eq!(uniform(&g, i), generation, "a held page changed");
+                    held.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert!(
+        held.load(Ordering::Relaxed) > 1000,
+        "too few guards to tell"
+    );
+    let ev = cache.stats().events;
+    assert!(ev.pgsteal_direct + ev.pgsteal_background > 100, "{ev:?}");
+    assert_eq!(cache.stats().pinned, 0, "a pin leaked");
+}

@@ -22,6 +22,7 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+mod hazard;
 mod memory;
 mod seqlock;
 mod state;
@@ -33,6 +34,8 @@ use crossbeam_queue::ArrayQueue;
 /// Index of a frame in the arena.
 pub(crate) type FrameId = u32;
 
+pub(crate) use hazard::Hazard;
+use hazard::Hazards;
 pub(crate) use seqlock::{FrameLock, FrameWriteGuard};
 pub(crate) use state::*;
 
@@ -97,6 +100,8 @@ pub(crate) struct Arena {
     /// Frames with at least one pin: +1 on a 0 → 1 pin, −1 on 1 → 0, split
     /// per thread so that no line bounces on the pin path.
     pinned: Counter,
+    /// The slots `page()` hits hold frames by (`hazard.rs`).
+    hazards: std::sync::Arc<Hazards>,
 }
 
 // SAFETY: the arena owns its mapping outright; all access to page bytes
@@ -133,6 +138,7 @@ impl Arena {
             limit: AtomicUsize::new(limit),
             parked: parking_lot::Mutex::new((limit as FrameId..nframes as FrameId).rev().collect()),
             pinned: Counter::default(),
+            hazards: Hazards::new(),
         })
     }
 
@@ -225,17 +231,55 @@ impl Arena {
         usize::try_from(self.pinned.get_signed()).unwrap_or(0)
     }
 
-    /// Frames with at least one pin, or locked (a lock-only reader holds a
-    /// frame as surely as a pin). A walk over the arena, for the rare
+    /// Frames with at least one pin, locked, or named by a hazard slot (a
+    /// reader holding a frame that way holds it as surely as a pin). A walk over the arena, for the rare
     /// out-of-memory decision only.
     pub(crate) fn count_pinned(&self) -> usize {
+        let mut held = self.hazards.all_held();
+        held.sort_unstable();
         self.frames
             .iter()
-            .filter(|f| f.flags() & PIN_MASK != 0 || f.lock.is_locked())
+            .enumerate()
+            .filter(|(id, f)| {
+                f.flags() & PIN_MASK != 0
+                    || f.lock.is_locked()
+                    || held.binary_search(&(*id as FrameId)).is_ok()
+            })
             .count()
     }
 
-    /// After a lock-only reader dropped its read lock: frees the frame if it
+    /// Holds frame `id` by this thread's hazard slots (`hazard.rs`); with
+    /// `true` the caller must then check the frame's version and identity
+    /// to see whether it holds it. `None` if this thread has no free slot.
+    #[inline]
+    pub(crate) fn hold(&self, id: FrameId) -> Option<(Hazard<'_>, bool)> {
+        self.hazards.hold(id)
+    }
+
+    /// One more hold on frame `id` if this thread holds it by a hazard slot
+    /// already: how a thread takes a frame it holds again without the
+    /// frame's lock, which a writer waiting for that slot holds.
+    #[inline]
+    pub(crate) fn reenter(&self, id: FrameId) -> Option<Hazard<'_>> {
+        self.hazards.reenter(id)
+    }
+
+    /// Frame `id`'s write lock, once no `page()` guard names the frame:
+    /// every exclusive use of a frame's bytes or identity takes it here.
+    pub(crate) fn write_frame(&self, id: FrameId) -> FrameWriteGuard<'_> {
+        let guard = self.frame(id).lock.write();
+        self.hazards.wait_released(id);
+        guard
+    }
+
+    /// Frame `id`'s write lock if nobody holds the frame: no lock holder
+    /// and no `page()` guard naming it.
+    pub(crate) fn try_write_frame(&self, id: FrameId) -> Option<FrameWriteGuard<'_>> {
+        let guard = self.frame(id).lock.try_write()?;
+        (!self.hazards.held(id)).then_some(guard)
+    }
+
+    /// After a reader without a pin let go (its slot or its read lock): frees the frame if it
     /// was truncated away meanwhile (nobody else will).
     #[inline]
     pub(crate) fn release_read(&self, id: FrameId) {
@@ -321,12 +365,13 @@ impl Arena {
     /// Frees an orphan (out of any mapping) once it is unpinned and not under
     /// writeback. Exactly one caller wins the CAS.
     pub(crate) fn try_free_orphan(&self, id: FrameId) -> bool {
-        // A page guard taken on a hit holds the frame's read lock and no
-        // pin, and may have found the frame in the index before truncation
-        // took it out. Taking the lock exclusively (not only looking at it)
-        // orders this free against such a reader: one locked after this
-        // sees the frame FREE and lets go. A reader that holds the lock
-        // frees the orphan itself when it lets go (`release_read`). Reader
+        // A page guard taken on a hit holds the frame by a hazard slot (or
+        // its read lock) and no pin, and may have found the frame in the
+        // index before truncation took it out. Taking the lock exclusively
+        // with no slot naming the frame orders this free against such a
+        // reader: one that comes after sees the frame FREE and lets go. A
+        // reader that holds it frees the orphan itself when it lets go
+        // (`release_read`). Reader
         // and truncation may each miss the other's write (an unlock and a
         // flag set on different words); then reclaim, meeting the orphan on
         // the inactive list, frees it (`reclaim::direct::shrink`): late,
@@ -336,7 +381,7 @@ impl Arena {
             if !f.state.orphan_freeable() {
                 return false;
             }
-            if let Some(busy) = f.lock.try_write() {
+            if let Some(busy) = self.try_write_frame(id) {
                 if !f.state.try_free_orphan() {
                     return false;
                 }

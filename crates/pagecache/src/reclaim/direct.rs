@@ -55,9 +55,10 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
         }
         if s & ORPHAN != 0 {
             // Normally whoever lets go of an orphan last frees it. A
-            // lock-only reader letting go just as the page was truncated
-            // may miss the ORPHAN flag while the truncation saw its lock
-            // still held (each reads before the other's write lands): this
+            // reader without a pin letting go just as the page was
+            // truncated may miss the ORPHAN flag while the truncation saw
+            // its slot or lock still held (each reads before the other's
+            // write lands): this
             // entry is the one that still finds the frame, so keep it until
             // the frame is free.
             if !arena.try_free_orphan(id) && f.flags() & (ORPHAN | FREE) == ORPHAN {
@@ -208,7 +209,8 @@ fn pageout(inner: &Inner, id: FrameId, who: Reclaimer) {
 /// Frees a clean, unpinned frame not under writeback: takes it out of its
 /// mapping and puts it on the free list. The CAS on the state word under the
 /// mapping's write lock is what makes a concurrent pin impossible; the frame
-/// lock taken the same way excludes lock-only readers (`Mapping::find_read`).
+/// lock taken with no hazard slot naming the frame excludes the readers that
+/// hold a page without a pin (`Mapping::find_read`).
 pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
     let arena = &inner.arena;
     let f = arena.frame(id);
@@ -221,10 +223,10 @@ pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
         if m.pages.get(index) != Some(id) {
             return false;
         }
-        // A page guard taken on a hit holds the frame's read lock and no
-        // pin: if the lock is held, the frame is in use. A reader locking
+        // A page guard taken on a hit holds the frame by a hazard slot or
+        // its read lock, and no pin: either way the frame is in use. A reader locking
         // it after this fails its identity check (the frame is FREE).
-        let Some(_busy) = f.lock.try_write() else {
+        let Some(_busy) = arena.try_write_frame(id) else {
             return false;
         };
         if !f.state.try_reclaim() {

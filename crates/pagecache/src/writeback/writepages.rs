@@ -9,6 +9,7 @@ use crossbeam_channel::{unbounded, Receiver};
 
 use crate::backend::write_all_vectored;
 use crate::frame::{FrameId, DIRTY, ORPHAN, WRITEBACK};
+use crate::guard::Hold;
 use crate::mapping::Mapping;
 use crate::state::Inner;
 use crate::stats::{add, inc};
@@ -208,10 +209,12 @@ fn start_writeback(inner: &Inner, m: &Mapping, id: FrameId, index: u64, sync: bo
     let f = inner.arena.frame(id);
     let _guard = loop {
         let guard = if sync {
-            f.lock.read_recursive()
+            // A syncing thread may hold the page by a hazard slot that a
+            // writer holding the frame's write lock waits for.
+            crate::filemap::hold_pinned(inner, id, true)
         } else {
             match f.lock.try_read() {
-                Some(g) => g,
+                Some(g) => Hold::Lock(g),
                 None => return false,
             }
         };

@@ -5,6 +5,7 @@
 //! of the locks and the backend their callers use (`page.rs`, `lock.rs`).
 
 mod lock;
+mod loom_hazard;
 mod loom_hit;
 mod loom_readers;
 mod loom_state;
