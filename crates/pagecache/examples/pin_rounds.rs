@@ -8,13 +8,15 @@
 //! three involve neither the library nor the kernel. A row per round, then
 //! the spread. Every pin and every read is checked.
 //!
-//! A pin takes the frame's read lock and lets it go: two atomic
-//! read-modify-writes on the frame's line, and no system call. On a shared
-//! host, RMWs on lines outside the core's own cache slow down for seconds
-//! at a time while loads of the same lines do not; pins follow the RMWs,
-//! while a `pread`, mostly system call, moves less. Rounds where pins halve
-//! with the RMWs while the loads and the chain do not move say the change
-//! is in what the machine gives, not in what the code does.
+//! On a shared host, RMWs on lines outside the core's own cache slow down
+//! for seconds at a time while loads of the same lines do not. A pin holds
+//! its frame by a hazard slot in its thread's own line and only reads the
+//! frame's line (`frame/hazard.rs`), so it should not move with the RMWs;
+//! a pin that took the frame's read lock (two RMWs on that line) ran at
+//! half speed in those rounds. A `pread`, mostly system call, moves less.
+//! Rounds where the RMWs halve show the machine's slow stretches; pins
+//! that move with the loads and the chain, not with the RMWs, show the
+//! code does not depend on them.
 //!
 //! Run: `cargo run --release -p pagecache --example pin_rounds -- 64 20`
 //! (budget in MiB, rounds).
