@@ -199,7 +199,7 @@ pub struct PageReadGuard<'a> {
     pub(crate) arena: &'a Arena,
     pub(crate) id: FrameId,
     pub(crate) hold: Option<Hold<'a>>,
-    /// Whether the guard holds a pin besides the lock. A hit holds the
+    /// Whether the guard holds a pin besides its hold. A hit holds the
     /// frame by a hazard slot or its lock alone, which keeps the frame just
     /// as well and saves the pin's two atomic operations.
     pub(crate) pinned: bool,

@@ -232,8 +232,8 @@ impl Arena {
     }
 
     /// Frames with at least one pin, locked, or named by a hazard slot (a
-    /// reader holding a frame that way holds it as surely as a pin). A walk over the arena, for the rare
-    /// out-of-memory decision only.
+    /// reader holding a frame that way holds it as surely as a pin). A walk
+    /// over the arena, for the rare out-of-memory decision only.
     pub(crate) fn count_pinned(&self) -> usize {
         let mut held = self.hazards.all_held();
         held.sort_unstable();
@@ -279,8 +279,9 @@ impl Arena {
         (!self.hazards.held(id)).then_some(guard)
     }
 
-    /// After a reader without a pin let go (its slot or its read lock): frees the frame if it
-    /// was truncated away meanwhile (nobody else will).
+    /// After a reader without a pin let go (its slot or its read lock):
+    /// frees the frame if it was truncated away meanwhile (nobody else
+    /// will).
     #[inline]
     pub(crate) fn release_read(&self, id: FrameId) {
         if self.frame(id).flags() & ORPHAN != 0 {
@@ -371,11 +372,11 @@ impl Arena {
         // with no slot naming the frame orders this free against such a
         // reader: one that comes after sees the frame FREE and lets go. A
         // reader that holds it frees the orphan itself when it lets go
-        // (`release_read`). Reader
-        // and truncation may each miss the other's write (an unlock and a
-        // flag set on different words); then reclaim, meeting the orphan on
-        // the inactive list, frees it (`reclaim::direct::shrink`): late,
-        // never leaked, and without a fence on the hit path.
+        // (`release_read`). Reader and truncation may each miss the other's
+        // write (a release and a flag set on different words); then reclaim,
+        // meeting the orphan on the inactive list, frees it
+        // (`reclaim::direct::shrink`): late, never leaked, and without a
+        // fence on the hit path's release.
         let f = self.frame(id);
         loop {
             if !f.state.orphan_freeable() {
