@@ -265,7 +265,7 @@ fn script(root: &Path) -> Vec<String> {
     note(
         "punch a hole, zero a range past the end",
         (|| {
-            use std::os::fd::AsRawFd;
+            use rustix::fs::{fallocate, FallocateFlags};
             let f = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -273,20 +273,13 @@ fn script(root: &Path) -> Vec<String> {
                 .truncate(true)
                 .open(p("holes"))?;
             f.write_all_at(&[0xAB; 12288], 0)?;
-            let fallocate = |mode, off, len| {
-                // SAFETY: fallocate on a descriptor this closure borrows.
-                if unsafe { libc::fallocate(f.as_raw_fd(), mode, off, len) } == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            };
             fallocate(
-                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                &f,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
                 1000,
                 8000,
             )?;
-            fallocate(libc::FALLOC_FL_ZERO_RANGE, 10000, 4000)?;
+            fallocate(&f, FallocateFlags::ZERO_RANGE, 10000, 4000)?;
             let data = fs::read(p("holes"))?;
             let nonzero = data.iter().filter(|&&b| b != 0).count();
             Ok(format!("len {} nonzero {nonzero}", data.len()))

@@ -58,9 +58,8 @@ pub(crate) fn shrink(inner: &Inner, nr: usize, who: Reclaimer) -> Scan {
             // reader without a pin letting go just as the page was
             // truncated may miss the ORPHAN flag while the truncation saw
             // its slot or lock still held (each reads before the other's
-            // write lands): this
-            // entry is the one that still finds the frame, so keep it until
-            // the frame is free.
+            // write lands): this entry is the one that still finds the
+            // frame, so keep it until the frame is free.
             if !arena.try_free_orphan(id) && f.flags() & (ORPHAN | FREE) == ORPHAN {
                 putback.push(e);
             }
@@ -224,8 +223,8 @@ pub(crate) fn try_free(inner: &Inner, id: FrameId) -> bool {
             return false;
         }
         // A page guard taken on a hit holds the frame by a hazard slot or
-        // its read lock, and no pin: either way the frame is in use. A reader locking
-        // it after this fails its identity check (the frame is FREE).
+        // its read lock, and no pin: either way the frame is in use. A
+        // reader coming after this fails its identity check (FREE).
         let Some(_busy) = arena.try_write_frame(id) else {
             return false;
         };

@@ -185,6 +185,23 @@ impl PassFs {
         }
     }
 
+    /// Runs a read, write or zeroing on this serving thread if it may take
+    /// a turn, else on the pool.
+    fn serve(&self, job: impl FnOnce() + Send + 'static) {
+        match self.inline() {
+            Some(_turn) => job(),
+            None => self.pool.run(job),
+        }
+    }
+
+    /// The open file behind handle `fh`, if it is one.
+    fn open_file(&self, fh: FileHandle) -> Option<Arc<OpenFile>> {
+        match self.handles.read().get(&fh.0) {
+            Some(Handle::File(open)) => Some(open.clone()),
+            _ => None,
+        }
+    }
+
     /// The table, for one request.
     fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
         self.inner.lock()
@@ -516,12 +533,7 @@ impl Filesystem for PassFs {
         if let Some(Handle::File(_)) = handle {
             self.requests.read(size as usize);
         }
-        match self.inline() {
-            Some(_turn) => data::read(handle, offset, size, reply),
-            None => self
-                .pool
-                .run(move || data::read(handle, offset, size, reply)),
-        }
+        self.serve(move || data::read(handle, offset, size, reply));
     }
 
     fn write(
@@ -536,10 +548,7 @@ impl Filesystem for PassFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let open = match self.handles.read().get(&fh.0) {
-            Some(Handle::File(open)) => Some(open.clone()),
-            _ => None,
-        };
+        let open = self.open_file(fh);
         self.requests.write(buf.len());
         match self.inline() {
             Some(_turn) => data::write(open, offset, buf, reply),
@@ -706,18 +715,10 @@ impl Filesystem for PassFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let open = match self.handles.read().get(&fh.0) {
-            Some(Handle::File(open)) => Some(open.clone()),
-            _ => None,
-        };
+        let open = self.open_file(fh);
         // Zeroing a range may wait for the dirty throttle: not on the
         // thread that must stay free to read requests.
-        match self.inline() {
-            Some(_turn) => errno::reply_empty(reply, data::allocate(open, offset, length, mode)),
-            None => self
-                .pool
-                .run(move || errno::reply_empty(reply, data::allocate(open, offset, length, mode))),
-        }
+        self.serve(move || errno::reply_empty(reply, data::allocate(open, offset, length, mode)));
     }
 }
 
